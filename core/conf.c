@@ -1,0 +1,1104 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * conf.c - the settings table and the INI reader built on it.
+ *
+ * One table (conf_keys[] below) says, for every setting: section, name,
+ * type, default (NULL = required), bounds, whether SIGHUP may change it, the
+ * placeholders a command may use, where the value lives, and a one-line
+ * doc. Parsing, defaults, validation, `pgvigil -t -v`, reload policy and
+ * tests/check-docs (which fails `make check` when a setting is missing from
+ * the sample file or the man page) all read this table, so a setting cannot
+ * exist in one place and not in another.
+ *
+ * The file is parsed with inih's ini_parse_stream through our own line
+ * reader: Debian's libinih does not pass line numbers to the handler, and
+ * the reader knows which line it just returned. The reader also checks the
+ * syntax of every line itself so that every error is reported, not only
+ * the first one inih would return. inih's multi-line values and inline
+ * comments are switched off: with them an indented line silently joins the
+ * previous value and "key = a ;b" silently loses ";b".
+ *
+ * Nothing here is kept on error: conf_load returns a complete, validated
+ * configuration or NULL and the full list of errors.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/conf.h"
+#include "core/log.h"
+#include "hooks/hook.h"
+
+#define CONF_MAX_LINE 4096
+
+enum sect {
+	SECT_CLUSTER,
+	SECT_HOOKS,
+	SECT_PEER,
+	SECT_BACKEND,
+	SECT_COUNT,
+};
+
+static const char *const sect_names[SECT_COUNT] = {
+	[SECT_CLUSTER] = "cluster",
+	[SECT_HOOKS] = "hooks",
+	[SECT_PEER] = "peer",
+	[SECT_BACKEND] = "backend",
+};
+
+/* Indexed sections are written [name.N]. */
+static const bool sect_indexed[SECT_COUNT] = {
+	[SECT_PEER] = true,
+	[SECT_BACKEND] = true,
+};
+
+enum ktype {
+	KT_STRING,	/* free text */
+	KT_NAME,	/* [A-Za-z0-9_.-], 1..63 characters */
+	KT_PATH,	/* absolute path */
+	KT_OPT_PATH,	/* absolute path or empty */
+	KT_ADDRESS,	/* IPv4 or IPv6 literal */
+	KT_INT,
+	KT_DURATION,	/* milliseconds, written with a unit */
+	KT_ENUM,	/* one of choices, stored as its index */
+	KT_COMMAND,	/* hook command line with %-placeholders */
+};
+
+struct conf_key {
+	enum sect sect;
+	const char *name;
+	enum ktype type;
+	const char *def;	/* NULL: required */
+	int64_t min, max;	/* KT_INT and KT_DURATION bounds */
+	bool reload;		/* SIGHUP may change it */
+	const char *choices;	/* KT_ENUM: "a|b|c"; KT_COMMAND: codes */
+	size_t off;		/* in struct conf, conf_peer or conf_backend */
+	const char *doc;
+};
+
+#define C(f) offsetof(struct conf, f)
+#define P(f) offsetof(struct conf_peer, f)
+#define B(f) offsetof(struct conf_backend, f)
+#define DAY_MS (24LL * 3600 * 1000)
+
+/* Placeholders the notify hook receives (see hooks/hook.h, doc/hooks.md). */
+#define NOTIFY_CODES "eic"
+
+static const struct conf_key conf_keys[] = {
+	{ SECT_CLUSTER, "name", KT_NAME, NULL, 0, 0, false, NULL, C(cluster_name),
+	  "name of the cluster; peers of different clusters never talk" },
+	{ SECT_CLUSTER, "state_dir", KT_PATH, PGVIGIL_LOCALSTATEDIR "/lib/pgvigil",
+	  0, 0, false, NULL, C(state_dir),
+	  "directory for the state file and lock; created 0700 if missing" },
+	{ SECT_CLUSTER, "log_level", KT_ENUM, "info", 0, 0, true,
+	  "error|warning|info|debug", C(log_level),
+	  "least severe level written to the log" },
+	{ SECT_CLUSTER, "log_destination", KT_ENUM, "stderr", 0, 0, true,
+	  "stderr|syslog", C(log_destination),
+	  "where log lines go: stderr (systemd journal) or syslog" },
+
+	{ SECT_HOOKS, "notify_command", KT_COMMAND, "", 0, 0, true,
+	  NOTIFY_CODES, C(notify_command),
+	  "command run on daemon events (%e event, %i peer id, %c cluster)" },
+	{ SECT_HOOKS, "hook_timeout", KT_DURATION, "30s", 100, DAY_MS, true,
+	  NULL, C(hook_timeout_ms),
+	  "a hook still running after this gets SIGTERM (whole process group)" },
+	{ SECT_HOOKS, "hook_kill_grace", KT_DURATION, "5s", 10, 3600 * 1000, true,
+	  NULL, C(hook_kill_grace_ms),
+	  "time between SIGTERM and SIGKILL for a hook that timed out" },
+
+	{ SECT_PEER, "address", KT_ADDRESS, NULL, 0, 0, false, NULL, P(address),
+	  "IP address of the peer; pgvigil finds itself by this address" },
+	{ SECT_PEER, "port", KT_INT, "5480", 1, 65535, false, NULL, P(port),
+	  "UDP port of the peer's watchdog socket" },
+
+	{ SECT_BACKEND, "host", KT_ADDRESS, NULL, 0, 0, true, NULL, B(host),
+	  "IP address of the PostgreSQL server (libpq hostaddr, no DNS)" },
+	{ SECT_BACKEND, "port", KT_INT, "5432", 1, 65535, true, NULL, B(port),
+	  "PostgreSQL port" },
+	{ SECT_BACKEND, "dbname", KT_STRING, "postgres", 0, 0, true, NULL,
+	  B(dbname), "database pgvigil connects to" },
+	{ SECT_BACKEND, "user", KT_STRING, "pgvigil", 0, 0, true, NULL, B(user),
+	  "role pgvigil connects as (password from ~/.pgpass or PGPASSFILE)" },
+	{ SECT_BACKEND, "data_directory", KT_OPT_PATH, "", 0, 0, true, NULL,
+	  B(data_directory), "data directory on its host, passed to hooks as %D" },
+	{ SECT_BACKEND, "connect_timeout", KT_DURATION, "2s", 100, 60000, true,
+	  NULL, B(connect_timeout_ms),
+	  "deadline for connecting to the server" },
+};
+
+#define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+/* ---- errors ------------------------------------------------------------ */
+
+static void LOG_PRINTF(2, 3)
+errs_add(struct conf_errors *e, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 8;
+		char **m = realloc(e->msgs, cap * sizeof(*m));
+
+		if (!m)
+			return;
+		e->msgs = m;
+		e->cap = cap;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	if (s)
+		e->msgs[e->n++] = s;
+}
+
+void
+conf_errors_clear(struct conf_errors *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->msgs[i]);
+	free(e->msgs);
+	memset(e, 0, sizeof(*e));
+}
+
+/* ---- parse state ------------------------------------------------------- */
+
+/* One section instance as read: raw values and the lines they came from. */
+struct inst {
+	enum sect sect;
+	int64_t id;		/* 0 for [cluster] and [hooks] */
+	int line;		/* header line; 0 if the section is absent */
+	char *raw[NKEYS];	/* owned */
+	int vline[NKEYS];
+};
+
+#define MAX_INSTS (2 + CONF_MAX_PEERS + CONF_MAX_BACKENDS)
+
+struct parse {
+	const char *name;	/* borrowed: file name for messages */
+	FILE *f;		/* borrowed */
+	int line;
+	char *buf;		/* owned: getline buffer */
+	size_t bufcap;
+	struct conf_errors *errs;	/* borrowed */
+	struct inst insts[MAX_INSTS];
+	size_t ninsts;
+	int cur;		/* index into insts, -1: none, -2: bad section */
+};
+
+#define PERR(p, ln, fmt, ...) \
+	errs_add((p)->errs, "%s:%d: " fmt, (p)->name, (ln), ##__VA_ARGS__)
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* "peer.12" -> SECT_PEER, 12. Returns -1 with a message for a bad name. */
+static int
+parse_section_name(const char *name, enum sect *sect, int64_t *id,
+		   char *msg, size_t msglen)
+{
+	for (int s = 0; s < SECT_COUNT; s++) {
+		size_t n = strlen(sect_names[s]);
+
+		if (strncmp(name, sect_names[s], n) != 0)
+			continue;
+		if (!sect_indexed[s]) {
+			if (name[n] != '\0')
+				continue;
+			*sect = (enum sect)s;
+			*id = 0;
+			return 0;
+		}
+		if (name[n] == '\0') {
+			snprintf(msg, msglen,
+				 "section [%s] needs an id: write [%s.N] with N from 1 to %d",
+				 name, name, CONF_MAX_ID);
+			return -1;
+		}
+		if (name[n] != '.')
+			continue;
+		const char *d = name + n + 1;
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(d, &end, 10);
+		if (!isdigit((unsigned char)*d) || *end != '\0' || errno ||
+		    v < 1 || v > CONF_MAX_ID || (*d == '0')) {
+			snprintf(msg, msglen,
+				 "invalid section [%s]: the id must be a number from 1 to %d",
+				 name, CONF_MAX_ID);
+			return -1;
+		}
+		*sect = (enum sect)s;
+		*id = v;
+		return 0;
+	}
+	snprintf(msg, msglen,
+		 "unknown section [%s] (known: [cluster], [hooks], [peer.N], [backend.N])",
+		 name);
+	return -1;
+}
+
+static int
+find_inst(struct parse *p, enum sect s, int64_t id)
+{
+	for (size_t i = 0; i < p->ninsts; i++)
+		if (p->insts[i].sect == s && p->insts[i].id == id)
+			return (int)i;
+	return -1;
+}
+
+static size_t
+count_insts(const struct parse *p, enum sect s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->ninsts; i++)
+		n += p->insts[i].sect == s;
+	return n;
+}
+
+static void
+section_header(struct parse *p, char *line)
+{
+	char *close = strchr(line, ']');
+	char msg[160];
+	enum sect s;
+	int64_t id;
+	int idx;
+
+	p->cur = -2;
+	if (!close || trim(close + 1)[0] != '\0') {
+		PERR(p, p->line, "syntax error: a section header is written [name]");
+		return;
+	}
+	*close = '\0';
+	char *name = trim(line + 1);
+
+	if (parse_section_name(name, &s, &id, msg, sizeof(msg)) < 0) {
+		PERR(p, p->line, "%s", msg);
+		return;
+	}
+	idx = find_inst(p, s, id);
+	if (idx >= 0) {
+		PERR(p, p->line, "section [%s] appears twice (first at line %d)", name, p->insts[idx].line);
+		return;
+	}
+	if ((s == SECT_PEER && count_insts(p, s) >= CONF_MAX_PEERS) ||
+	    (s == SECT_BACKEND && count_insts(p, s) >= CONF_MAX_BACKENDS) ||
+	    p->ninsts >= MAX_INSTS) {
+		PERR(p, p->line, "too many [%s.N] sections (at most %d)", sect_names[s],
+		     s == SECT_PEER ? CONF_MAX_PEERS : CONF_MAX_BACKENDS);
+		return;
+	}
+	struct inst *in = &p->insts[p->ninsts];
+
+	memset(in, 0, sizeof(*in));
+	in->sect = s;
+	in->id = id;
+	in->line = p->line;
+	p->cur = (int)p->ninsts++;
+}
+
+/*
+ * The reader inih pulls lines from. It counts lines, checks each line's
+ * shape, and hands inih a blank line in place of a bad one so that an error
+ * is reported once, by us, with its line number.
+ */
+static char *
+conf_reader(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+	ssize_t n = getline(&p->buf, &p->bufcap, p->f);
+
+	if (n < 0)
+		return NULL;
+	p->line++;
+	while (n > 0 && (p->buf[n - 1] == '\n' || p->buf[n - 1] == '\r'))
+		p->buf[--n] = '\0';
+	/* Room for the newline and the terminator inih expects. */
+	if (n > CONF_MAX_LINE || n + 2 > num) {
+		PERR(p, p->line, "line is too long (at most %d characters)", CONF_MAX_LINE);
+		goto blank;
+	}
+	if (memchr(p->buf, '\0', (size_t)n)) {
+		PERR(p, p->line, "line contains a NUL byte");
+		goto blank;
+	}
+	char *t = p->buf;
+
+	while (isspace((unsigned char)*t))
+		t++;
+	if (*t == '\0' || *t == ';' || *t == '#') {
+		goto blank;
+	} else if (*t == '[') {
+		char copy[CONF_MAX_LINE + 1];
+
+		snprintf(copy, sizeof(copy), "%s", t);
+		section_header(p, copy);
+		/* inih tracks sections too; a bad one must not confuse it. */
+		if (p->cur < 0)
+			goto blank;
+	} else {
+		char *eq = strchr(t, '=');
+		char *colon = strchr(t, ':');
+
+		if (!eq || (colon && colon < eq)) {
+			PERR(p, p->line,
+			     "syntax error: expected \"name = value\" or \"[section]\"");
+			goto blank;
+		}
+		if (eq == t) {
+			PERR(p, p->line, "syntax error: setting name missing before \"=\"");
+			goto blank;
+		}
+	}
+	snprintf(str, (size_t)num, "%s\n", p->buf);
+	return str;
+blank:
+	snprintf(str, (size_t)num, "\n");
+	return str;
+}
+
+static int
+conf_handler(void *user, const char *section, const char *name,
+	     const char *value)
+{
+	struct parse *p = user;
+	struct inst *in;
+
+	(void)section;		/* the reader tracks sections with ids */
+	if (p->cur == -2)
+		return 1;	/* the bad section header was reported */
+	if (p->cur < 0) {
+		PERR(p, p->line, "setting \"%s\" is outside any section", name);
+		return 1;
+	}
+	in = &p->insts[p->cur];
+	for (size_t k = 0; k < NKEYS; k++) {
+		if (conf_keys[k].sect != in->sect ||
+		    strcmp(conf_keys[k].name, name) != 0)
+			continue;
+		if (in->raw[k]) {
+			PERR(p, p->line, "setting \"%s\" appears twice (first at line %d)", name, in->vline[k]);
+			return 1;
+		}
+		in->raw[k] = strdup(value);
+		in->vline[k] = p->line;
+		return 1;
+	}
+	if (sect_indexed[in->sect])
+		PERR(p, p->line, "unknown setting \"%s\" in section [%s.%" PRId64 "]",
+		     name, sect_names[in->sect], in->id);
+	else
+		PERR(p, p->line, "unknown setting \"%s\" in section [%s]", name,
+		     sect_names[in->sect]);
+	return 1;
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+int
+conf_parse_duration(const char *s, int64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t mult;
+	} units[] = { { "", 1 }, { "ms", 1 }, { "s", 1000 },
+		      { "min", 60000 }, { "h", 3600000 } };
+	char *end;
+	long long v;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno)
+		return -1;
+	while (*end == ' ')
+		end++;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) == 0) {
+			if (v > INT64_MAX / units[i].mult)
+				return -1;
+			*ms = v * units[i].mult;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void *
+field(void *base, const struct conf_key *k)
+{
+	return (char *)base + k->off;
+}
+
+static const void *
+cfield(const void *base, const struct conf_key *k)
+{
+	return (const char *)base + k->off;
+}
+
+static void
+format_duration(int64_t ms, char *buf, size_t len)
+{
+	if (ms != 0 && ms % 3600000 == 0)
+		snprintf(buf, len, "%" PRId64 "h", ms / 3600000);
+	else if (ms != 0 && ms % 60000 == 0)
+		snprintf(buf, len, "%" PRId64 "min", ms / 60000);
+	else if (ms != 0 && ms % 1000 == 0)
+		snprintf(buf, len, "%" PRId64 "s", ms / 1000);
+	else
+		snprintf(buf, len, "%" PRId64 "ms", ms);
+}
+
+/* The nth choice of "a|b|c" into buf. */
+static void
+enum_name(const char *choices, int64_t idx, char *buf, size_t len)
+{
+	const char *s = choices;
+
+	for (int64_t i = 0; i < idx && s; i++) {
+		s = strchr(s, '|');
+		if (s)
+			s++;
+	}
+	if (!s) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	size_t n = strcspn(s, "|");
+
+	snprintf(buf, len, "%.*s", (int)n, s);
+}
+
+static int
+enum_index(const char *choices, const char *v)
+{
+	const char *s = choices;
+
+	for (int i = 0; s; i++) {
+		size_t n = strcspn(s, "|");
+
+		if (strlen(v) == n && strncasecmp(s, v, n) == 0)
+			return i;
+		s = strchr(s, '|');
+		if (s)
+			s++;
+	}
+	return -1;
+}
+
+/* Formats a setting's value as it would be written in the file. */
+static void
+format_value(const void *base, const struct conf_key *k, char *buf,
+	     size_t len)
+{
+	switch (k->type) {
+	case KT_INT:
+		snprintf(buf, len, "%" PRId64, *(const int64_t *)cfield(base, k));
+		break;
+	case KT_DURATION:
+		format_duration(*(const int64_t *)cfield(base, k), buf, len);
+		break;
+	case KT_ENUM:
+		enum_name(k->choices, *(const int64_t *)cfield(base, k), buf, len);
+		break;
+	default: {
+		const char *s = *(char *const *)cfield(base, k);
+
+		snprintf(buf, len, "%s", s ? s : "");
+		break;
+	}
+	}
+}
+
+static bool
+valid_name(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > 63)
+		return false;
+	for (const char *c = v; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("_.-", *c))
+			return false;
+	return true;
+}
+
+/*
+ * Converts raw into the field of base. Returns 0, or -1 with a message
+ * (without file:line) in msg.
+ */
+static int
+set_value(void *base, const struct conf_key *k, const char *raw, char *msg,
+	  size_t msglen)
+{
+	char tmp[160];
+
+	switch (k->type) {
+	case KT_INT: {
+		char *end;
+		long long v;
+
+		errno = 0;
+		v = strtoll(raw, &end, 10);
+		if (*raw == '\0' || *end != '\0' || errno) {
+			snprintf(msg, msglen, "invalid value \"%s\" for \"%s\": expected an integer",
+				 raw, k->name);
+			return -1;
+		}
+		if (v < k->min || v > k->max) {
+			snprintf(msg, msglen,
+				 "value %lld for \"%s\" is out of range (%" PRId64 " to %" PRId64 ")",
+				 v, k->name, k->min, k->max);
+			return -1;
+		}
+		*(int64_t *)field(base, k) = v;
+		return 0;
+	}
+	case KT_DURATION: {
+		int64_t ms;
+		char lo[32], hi[32];
+
+		if (conf_parse_duration(raw, &ms) < 0) {
+			snprintf(msg, msglen,
+				 "invalid value \"%s\" for \"%s\": expected a duration such as 500ms, 2s or 1min",
+				 raw, k->name);
+			return -1;
+		}
+		if (ms < k->min || ms > k->max) {
+			format_duration(k->min, lo, sizeof(lo));
+			format_duration(k->max, hi, sizeof(hi));
+			snprintf(msg, msglen,
+				 "value %s for \"%s\" is out of range (%s to %s)",
+				 raw, k->name, lo, hi);
+			return -1;
+		}
+		*(int64_t *)field(base, k) = ms;
+		return 0;
+	}
+	case KT_ENUM: {
+		int i = enum_index(k->choices, raw);
+
+		if (i < 0) {
+			snprintf(msg, msglen, "invalid value \"%s\" for \"%s\": expected one of %s",
+				 raw, k->name, k->choices);
+			return -1;
+		}
+		*(int64_t *)field(base, k) = i;
+		return 0;
+	}
+	case KT_NAME:
+		if (!valid_name(raw)) {
+			snprintf(msg, msglen,
+				 "invalid value \"%s\" for \"%s\": use 1 to 63 letters, digits, \"_\", \".\" or \"-\"",
+				 raw, k->name);
+			return -1;
+		}
+		break;
+	case KT_PATH:
+	case KT_OPT_PATH:
+		if (!(k->type == KT_OPT_PATH && *raw == '\0') && raw[0] != '/') {
+			snprintf(msg, msglen, "invalid value \"%s\" for \"%s\": expected an absolute path",
+				 raw, k->name);
+			return -1;
+		}
+		break;
+	case KT_ADDRESS: {
+		unsigned char a[16];
+
+		if (inet_pton(AF_INET, raw, a) != 1 &&
+		    inet_pton(AF_INET6, raw, a) != 1) {
+			snprintf(msg, msglen,
+				 "invalid value \"%s\" for \"%s\": expected an IPv4 or IPv6 address (host names are not resolved)",
+				 raw, k->name);
+			return -1;
+		}
+		break;
+	}
+	case KT_COMMAND:
+		if (hook_check_template(raw, k->choices, tmp, sizeof(tmp)) < 0) {
+			snprintf(msg, msglen, "invalid value for \"%s\": %s", k->name, tmp);
+			return -1;
+		}
+		break;
+	case KT_STRING:
+		break;
+	}
+	char *dup = strdup(raw);
+
+	if (!dup) {
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	free(*(char **)field(base, k));
+	*(char **)field(base, k) = dup;
+	return 0;
+}
+
+static bool
+is_string_type(enum ktype t)
+{
+	return t != KT_INT && t != KT_DURATION && t != KT_ENUM;
+}
+
+/* ---- load -------------------------------------------------------------- */
+
+static void *
+inst_base(struct conf *c, const struct inst *in)
+{
+	switch (in->sect) {
+	case SECT_PEER:
+		return &c->peers[c->npeers];
+	case SECT_BACKEND:
+		return &c->backends[c->nbackends];
+	default:
+		return c;
+	}
+}
+
+/* Fills the fields of one section instance from raw values and defaults. */
+static void
+apply_inst(struct parse *p, struct conf *c, const struct inst *in)
+{
+	void *base = inst_base(c, in);
+	char msg[512];
+
+	if (in->sect == SECT_PEER) {
+		c->peers[c->npeers].id = in->id;
+		c->peers[c->npeers].line = in->line;
+	} else if (in->sect == SECT_BACKEND) {
+		c->backends[c->nbackends].id = in->id;
+		c->backends[c->nbackends].line = in->line;
+	}
+	for (size_t k = 0; k < NKEYS; k++) {
+		const struct conf_key *key = &conf_keys[k];
+		const char *raw = in->raw[k];
+		int line = in->vline[k];
+
+		if (key->sect != in->sect)
+			continue;
+		if (!raw) {
+			raw = key->def;
+			line = in->line;
+		}
+		if (!raw) {
+			char sname[32];
+
+			if (sect_indexed[in->sect])
+				snprintf(sname, sizeof(sname), "%s.%" PRId64,
+					 sect_names[in->sect], in->id);
+			else
+				snprintf(sname, sizeof(sname), "%s", sect_names[in->sect]);
+			if (in->line > 0)
+				PERR(p, in->line, "section [%s] lacks the required setting \"%s\"", sname, key->name);
+			else
+				errs_add(p->errs, "%s: section [%s] with the required setting \"%s\" is missing",
+					 p->name, sname, key->name);
+			continue;
+		}
+		if (set_value(base, key, raw, msg, sizeof(msg)) < 0)
+			PERR(p, line, "%s", msg);
+	}
+	if (in->sect == SECT_PEER)
+		c->npeers++;
+	else if (in->sect == SECT_BACKEND)
+		c->nbackends++;
+}
+
+static int
+cmp_peer(const void *a, const void *b)
+{
+	const struct conf_peer *x = a, *y = b;
+
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int
+cmp_backend(const void *a, const void *b)
+{
+	const struct conf_backend *x = a, *y = b;
+
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Line of setting key (by name) in the instance, or its header line. */
+static int
+key_line(const struct parse *p, enum sect s, int64_t id, const char *name)
+{
+	for (size_t i = 0; i < p->ninsts; i++) {
+		const struct inst *in = &p->insts[i];
+
+		if (in->sect != s || in->id != id)
+			continue;
+		for (size_t k = 0; k < NKEYS; k++)
+			if (conf_keys[k].sect == s &&
+			    strcmp(conf_keys[k].name, name) == 0 && in->vline[k])
+				return in->vline[k];
+		return in->line;
+	}
+	return 0;
+}
+
+/* Canonical form of an address, so 2001:db8::1 equals 2001:DB8:0::1. */
+static void
+canon_addr(const char *in, char *out, size_t len)
+{
+	unsigned char a[16];
+
+	if (inet_pton(AF_INET, in, a) == 1)
+		inet_ntop(AF_INET, a, out, (socklen_t)len);
+	else if (inet_pton(AF_INET6, in, a) == 1)
+		inet_ntop(AF_INET6, a, out, (socklen_t)len);
+	else
+		snprintf(out, len, "%s", in);
+}
+
+static void
+peer_sockaddr(struct conf_peer *pe)
+{
+	memset(&pe->sa, 0, sizeof(pe->sa));
+	if (!pe->address)
+		return;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&pe->sa;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&pe->sa;
+
+	if (inet_pton(AF_INET, pe->address, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)pe->port);
+		pe->salen = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, pe->address, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)pe->port);
+		pe->salen = sizeof(*s6);
+	}
+}
+
+/* Checks that need more than one setting. */
+static void
+validate(struct parse *p, struct conf *c)
+{
+	char a1[INET6_ADDRSTRLEN], a2[INET6_ADDRSTRLEN];
+
+	if (c->npeers == 0)
+		errs_add(p->errs,
+			 "%s: no [peer.N] section: list every pgvigil peer, this one included",
+			 p->name);
+	for (size_t i = 0; i < c->npeers; i++) {
+		peer_sockaddr(&c->peers[i]);
+		for (size_t j = 0; j < i; j++) {
+			const struct conf_peer *x = &c->peers[j], *y = &c->peers[i];
+
+			if (!x->address || !y->address)
+				continue;
+			canon_addr(x->address, a1, sizeof(a1));
+			canon_addr(y->address, a2, sizeof(a2));
+			if (strcmp(a1, a2) == 0 && x->port == y->port)
+				PERR(p, key_line(p, SECT_PEER, y->id, "address"),
+				     "[peer.%" PRId64 "] has the same address and port as [peer.%" PRId64 "] (%s port %" PRId64 ")",
+				     y->id, x->id, a2, y->port);
+		}
+	}
+	for (size_t i = 0; i < c->nbackends; i++) {
+		for (size_t j = 0; j < i; j++) {
+			const struct conf_backend *x = &c->backends[j];
+			const struct conf_backend *y = &c->backends[i];
+
+			if (!x->host || !y->host)
+				continue;
+			canon_addr(x->host, a1, sizeof(a1));
+			canon_addr(y->host, a2, sizeof(a2));
+			if (strcmp(a1, a2) == 0 && x->port == y->port)
+				PERR(p, key_line(p, SECT_BACKEND, y->id, "host"),
+				     "[backend.%" PRId64 "] has the same host and port as [backend.%" PRId64 "] (%s port %" PRId64 ")",
+				     y->id, x->id, a2, y->port);
+		}
+	}
+}
+
+/* Line number of a "file:line: message" entry; 0 when it has none. */
+static long
+error_line(const char *msg, size_t namelen)
+{
+	if (strlen(msg) <= namelen || msg[namelen] != ':')
+		return 0;
+	return strtol(msg + namelen + 1, NULL, 10);
+}
+
+/*
+ * Errors are found in several passes (syntax, values, cross-checks); an
+ * operator reads them best in file order. Insertion sort: stable, so two
+ * errors on one line keep the order they were found in, and lists are short.
+ */
+static void
+sort_errors(struct conf_errors *errs, size_t from, size_t namelen)
+{
+	for (size_t i = from + 1; i < errs->n; i++) {
+		char *m = errs->msgs[i];
+		long l = error_line(m, namelen);
+		size_t j = i;
+
+		while (j > from && error_line(errs->msgs[j - 1], namelen) > l) {
+			errs->msgs[j] = errs->msgs[j - 1];
+			j--;
+		}
+		errs->msgs[j] = m;
+	}
+}
+
+struct conf *
+conf_load_stream(FILE *f, const char *name, struct conf_errors *errs)
+{
+	struct parse *p = calloc(1, sizeof(*p));
+	struct conf *c = calloc(1, sizeof(*c));
+	size_t before = errs->n;
+	int rc;
+
+	if (!p || !c) {
+		errs_add(errs, "%s: out of memory", name);
+		free(p);
+		free(c);
+		return NULL;
+	}
+	p->name = name;
+	p->f = f;
+	p->errs = errs;
+	p->cur = -1;
+
+	/*
+	 * Debian's libinih exposes its build options as variables: values are
+	 * single lines, ";" is data, and a line may be as long as we allow.
+	 */
+	ini_allow_multiline = false;
+	ini_allow_inline_comments = false;
+	ini_stop_on_first_error = false;
+	ini_use_stack = false;
+	ini_max_line = CONF_MAX_LINE + 3;
+
+	rc = ini_parse_stream(conf_reader, p, conf_handler, p);
+	if (rc == -2)
+		errs_add(errs, "%s: out of memory", name);
+	else if (rc != 0 && errs->n == before)
+		errs_add(errs, "%s:%d: syntax error", name, rc);
+	if (ferror(f))
+		errs_add(errs, "%s: could not read file: %s", name, strerror(errno));
+
+	/* [cluster] and [hooks] get their defaults even when absent. */
+	for (int s = 0; s < SECT_COUNT; s++) {
+		if (sect_indexed[s] || find_inst(p, (enum sect)s, 0) >= 0)
+			continue;
+		if (p->ninsts < MAX_INSTS) {
+			memset(&p->insts[p->ninsts], 0, sizeof(p->insts[0]));
+			p->insts[p->ninsts++].sect = (enum sect)s;
+		}
+	}
+	c->path = strdup(name);
+	for (size_t i = 0; i < p->ninsts; i++)
+		apply_inst(p, c, &p->insts[i]);
+	qsort(c->peers, c->npeers, sizeof(c->peers[0]), cmp_peer);
+	qsort(c->backends, c->nbackends, sizeof(c->backends[0]), cmp_backend);
+	validate(p, c);
+	sort_errors(errs, before, strlen(name));
+
+	for (size_t i = 0; i < p->ninsts; i++)
+		for (size_t k = 0; k < NKEYS; k++)
+			free(p->insts[i].raw[k]);
+	free(p->buf);
+	free(p);
+	if (errs->n != before || !c->path) {
+		conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct conf *
+conf_load(const char *path, struct conf_errors *errs)
+{
+	FILE *f = fopen(path, "re");
+	struct conf *c;
+
+	if (!f) {
+		errs_add(errs, "%s: could not open configuration file: %s", path,
+			 strerror(errno));
+		return NULL;
+	}
+	c = conf_load_stream(f, path, errs);
+	fclose(f);
+	return c;
+}
+
+static void
+free_fields(void *base, enum sect s)
+{
+	for (size_t k = 0; k < NKEYS; k++) {
+		if (conf_keys[k].sect != s || !is_string_type(conf_keys[k].type))
+			continue;
+		free(*(char **)field(base, &conf_keys[k]));
+		*(char **)field(base, &conf_keys[k]) = NULL;
+	}
+}
+
+void
+conf_free(struct conf *c)
+{
+	if (!c)
+		return;
+	free_fields(c, SECT_CLUSTER);
+	free_fields(c, SECT_HOOKS);
+	for (size_t i = 0; i < c->npeers; i++)
+		free_fields(&c->peers[i], SECT_PEER);
+	for (size_t i = 0; i < c->nbackends; i++)
+		free_fields(&c->backends[i], SECT_BACKEND);
+	free(c->path);
+	free(c);
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+/* Copies one setting from src to dst (a deep copy for strings). */
+static void
+copy_value(void *dst, const void *src, const struct conf_key *k)
+{
+	if (is_string_type(k->type)) {
+		const char *s = *(char *const *)cfield(src, k);
+
+		free(*(char **)field(dst, k));
+		*(char **)field(dst, k) = s ? strdup(s) : NULL;
+	} else {
+		*(int64_t *)field(dst, k) = *(const int64_t *)cfield(src, k);
+	}
+}
+
+static bool
+same_value(const void *a, const void *b, const struct conf_key *k)
+{
+	char va[CONF_MAX_LINE + 1], vb[CONF_MAX_LINE + 1];
+
+	format_value(a, k, va, sizeof(va));
+	format_value(b, k, vb, sizeof(vb));
+	return strcmp(va, vb) == 0;
+}
+
+size_t
+conf_keep_restart_only(const struct conf *cur, struct conf *fresh,
+		       struct conf_errors *changed)
+{
+	size_t before = changed->n;
+	bool same_peers = cur->npeers == fresh->npeers;
+
+	for (size_t i = 0; same_peers && i < cur->npeers; i++)
+		same_peers = cur->peers[i].id == fresh->peers[i].id;
+
+	for (size_t k = 0; k < NKEYS; k++) {
+		const struct conf_key *key = &conf_keys[k];
+
+		if (key->reload)
+			continue;
+		if (key->sect == SECT_CLUSTER || key->sect == SECT_HOOKS) {
+			if (!same_value(cur, fresh, key)) {
+				copy_value(fresh, cur, key);
+				errs_add(changed, "%s.%s", sect_names[key->sect], key->name);
+			}
+		} else if (key->sect == SECT_PEER && same_peers) {
+			for (size_t i = 0; i < cur->npeers; i++) {
+				if (same_value(&cur->peers[i], &fresh->peers[i], key))
+					continue;
+				copy_value(&fresh->peers[i], &cur->peers[i], key);
+				errs_add(changed, "peer.%" PRId64 ".%s",
+					 cur->peers[i].id, key->name);
+			}
+		}
+	}
+	if (!same_peers) {
+		/* The peer list is the cluster's membership: restart only. */
+		for (size_t i = 0; i < fresh->npeers; i++)
+			free_fields(&fresh->peers[i], SECT_PEER);
+		for (size_t i = 0; i < cur->npeers; i++) {
+			fresh->peers[i] = cur->peers[i];
+			fresh->peers[i].address = NULL;
+			for (size_t k = 0; k < NKEYS; k++)
+				if (conf_keys[k].sect == SECT_PEER &&
+				    is_string_type(conf_keys[k].type))
+					copy_value(&fresh->peers[i], &cur->peers[i],
+						   &conf_keys[k]);
+		}
+		fresh->npeers = cur->npeers;
+		errs_add(changed, "peers");
+	}
+	for (size_t i = 0; i < fresh->npeers; i++)
+		peer_sockaddr(&fresh->peers[i]);
+	return changed->n - before;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void
+dump_section(FILE *out, const void *base, enum sect s, int64_t id)
+{
+	char v[CONF_MAX_LINE + 1];
+
+	if (sect_indexed[s])
+		fprintf(out, "[%s.%" PRId64 "]\n", sect_names[s], id);
+	else
+		fprintf(out, "[%s]\n", sect_names[s]);
+	for (size_t k = 0; k < NKEYS; k++) {
+		if (conf_keys[k].sect != s)
+			continue;
+		format_value(base, &conf_keys[k], v, sizeof(v));
+		fprintf(out, "%s = %s\n", conf_keys[k].name, v);
+	}
+	fputc('\n', out);
+}
+
+void
+conf_dump(const struct conf *c, FILE *out)
+{
+	fprintf(out, "# %s\n", c->path);
+	dump_section(out, c, SECT_CLUSTER, 0);
+	dump_section(out, c, SECT_HOOKS, 0);
+	for (size_t i = 0; i < c->npeers; i++)
+		dump_section(out, &c->peers[i], SECT_PEER, c->peers[i].id);
+	for (size_t i = 0; i < c->nbackends; i++)
+		dump_section(out, &c->backends[i], SECT_BACKEND,
+			     c->backends[i].id);
+}
+
+void
+conf_list_settings(FILE *out)
+{
+	for (size_t k = 0; k < NKEYS; k++)
+		fprintf(out, "%s%s %s\n", sect_names[conf_keys[k].sect],
+			sect_indexed[conf_keys[k].sect] ? ".N" : "",
+			conf_keys[k].name);
+}
+
+const struct conf_peer *
+conf_peer_by_id(const struct conf *c, int64_t id)
+{
+	for (size_t i = 0; i < c->npeers; i++)
+		if (c->peers[i].id == id)
+			return &c->peers[i];
+	return NULL;
+}

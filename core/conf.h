@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * conf.h - the configuration: one table of settings drives parsing,
+ * defaults, validation, reload policy, `pgvigil -t` and the documentation
+ * check. Loading is all or nothing: a file with any error yields no
+ * configuration, only the list of errors as "file:line: message".
+ */
+#ifndef PGVIGIL_CONF_H
+#define PGVIGIL_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define CONF_MAX_PEERS 32
+#define CONF_MAX_BACKENDS 32
+#define CONF_MAX_ID 255
+
+struct conf_peer {
+	int64_t id;		/* N of [peer.N]; 1..CONF_MAX_ID */
+	int line;		/* line of the section header */
+	char *address;		/* owned: IP literal as written */
+	int64_t port;
+	/* derived from address and port at validation */
+	struct sockaddr_storage sa;
+	socklen_t salen;
+};
+
+struct conf_backend {
+	int64_t id;		/* N of [backend.N] */
+	int line;
+	char *host;		/* owned: IP literal, used as libpq hostaddr */
+	int64_t port;
+	char *dbname;		/* owned */
+	char *user;		/* owned */
+	char *data_directory;	/* owned; may be empty */
+	int64_t connect_timeout_ms;
+};
+
+struct conf {
+	char *path;		/* owned: the file it was read from */
+	/* [cluster] */
+	char *cluster_name;	/* owned */
+	char *state_dir;	/* owned */
+	int64_t log_level;	/* enum log_level */
+	int64_t log_destination;	/* enum log_dest */
+	/* [hooks] */
+	char *notify_command;	/* owned; empty = none */
+	int64_t hook_timeout_ms;
+	int64_t hook_kill_grace_ms;
+	/* [peer.N], [backend.N], sorted by id */
+	struct conf_peer peers[CONF_MAX_PEERS];
+	size_t npeers;
+	struct conf_backend backends[CONF_MAX_BACKENDS];
+	size_t nbackends;
+};
+
+/* Error list: each entry is a full "file:line: message" string. */
+struct conf_errors {
+	char **msgs;		/* owned array of owned strings */
+	size_t n, cap;
+};
+
+/*
+ * Reads path. On success returns a new conf (owned by the caller) and
+ * leaves errs empty. On any error returns NULL and fills errs with every
+ * error found (not just the first).
+ */
+struct conf *conf_load(const char *path, struct conf_errors *errs);
+/* Same, from a stream; name is used in messages. */
+struct conf *conf_load_stream(FILE *f, const char *name,
+			      struct conf_errors *errs);
+void conf_free(struct conf *c);
+void conf_errors_clear(struct conf_errors *errs);
+
+/*
+ * Prepares fresh to replace cur on reload: every restart-only setting that
+ * differs is copied back from cur, and its name ("cluster.name",
+ * "peer.2.port", "peers") is appended to changed (owned strings, caller
+ * clears with conf_errors_clear). Returns the number of such settings.
+ */
+size_t conf_keep_restart_only(const struct conf *cur, struct conf *fresh,
+			      struct conf_errors *changed);
+
+/* Prints every setting with its effective value, as an INI file. */
+void conf_dump(const struct conf *c, FILE *out);
+/* Prints "section key" for every setting of the table (the doc check). */
+void conf_list_settings(FILE *out);
+
+const struct conf_peer *conf_peer_by_id(const struct conf *c, int64_t id);
+
+/*
+ * Parses a duration: an integer with unit ms, s, min or h; a bare integer
+ * is milliseconds. Returns 0, or -1 for anything else.
+ */
+int conf_parse_duration(const char *s, int64_t *ms);
+
+#endif
