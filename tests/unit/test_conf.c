@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * test_conf.c - the configuration reader: one golden case per class of
+ * error (the exact "file:line: message" an operator sees), defaults,
+ * values, and the reload rule for restart-only settings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/conf.h"
+#include "core/log.h"
+
+#define PEERS "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\n"
+#define CLUSTER "[cluster]\nname = t\nstate_dir = /tmp/x\n"
+
+static struct conf *
+load(const char *text, struct conf_errors *errs)
+{
+	FILE *f = fmemopen((void *)(uintptr_t)text, strlen(text), "r");
+	struct conf *c;
+
+	assert_non_null(f);
+	c = conf_load_stream(f, "t.conf", errs);
+	fclose(f);
+	return c;
+}
+
+/* Loads text, expects failure with exactly the given error lines. */
+static void
+expect_errors(const char *text, const char *const *want, size_t nwant)
+{
+	struct conf_errors errs = { 0 };
+	struct conf *c = load(text, &errs);
+
+	bool same = errs.n == nwant;
+
+	assert_null(c);
+	for (size_t i = 0; same && i < nwant; i++)
+		same = strcmp(errs.msgs[i], want[i]) == 0;
+	for (size_t i = 0; !same && i < errs.n; i++)
+		print_message("  got: %s\n", errs.msgs[i]);
+	assert_int_equal(errs.n, nwant);
+	for (size_t i = 0; i < nwant; i++)
+		assert_string_equal(errs.msgs[i], want[i]);
+	conf_errors_clear(&errs);
+}
+
+#define EXPECT(text, ...)                                                  \
+	do {                                                               \
+		const char *const w_[] = { __VA_ARGS__ };                  \
+		expect_errors(text, w_, sizeof(w_) / sizeof(w_[0]));       \
+	} while (0)
+
+static void
+test_conf_syntax_error_names_the_line(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER "just words\n" PEERS,
+	       "t.conf:4: syntax error: expected \"name = value\" or \"[section]\"");
+	EXPECT(CLUSTER "[peer.1\n" PEERS,
+	       "t.conf:4: syntax error: a section header is written [name]");
+	EXPECT(CLUSTER "= x\n" PEERS,
+	       "t.conf:4: syntax error: setting name missing before \"=\"");
+	EXPECT(CLUSTER "log_level: info\n" PEERS,
+	       "t.conf:4: syntax error: expected \"name = value\" or \"[section]\"");
+}
+
+static void
+test_conf_unknown_section_is_an_error(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER "[vip]\naddress = 192.0.2.200\n" PEERS,
+	       "t.conf:4: unknown section [vip] (known: [cluster], [hooks], [peer.N], [backend.N])");
+}
+
+static void
+test_conf_section_ids_are_checked(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER "[peer]\n" PEERS,
+	       "t.conf:4: section [peer] needs an id: write [peer.N] with N from 1 to 255");
+	EXPECT(CLUSTER "[peer.0]\n" PEERS,
+	       "t.conf:4: invalid section [peer.0]: the id must be a number from 1 to 255");
+	EXPECT(CLUSTER "[backend.256]\n" PEERS,
+	       "t.conf:4: invalid section [backend.256]: the id must be a number from 1 to 255");
+	EXPECT(CLUSTER "[peer.01]\n" PEERS,
+	       "t.conf:4: invalid section [peer.01]: the id must be a number from 1 to 255");
+}
+
+static void
+test_conf_duplicate_section_is_an_error(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER PEERS "[peer.1]\nport = 1\n",
+	       "t.conf:8: section [peer.1] appears twice (first at line 4)");
+	EXPECT(CLUSTER "[cluster]\n" PEERS,
+	       "t.conf:4: section [cluster] appears twice (first at line 1)");
+}
+
+static void
+test_conf_unknown_setting_is_an_error(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER "colour = blue\n" PEERS,
+	       "t.conf:4: unknown setting \"colour\" in section [cluster]");
+	EXPECT(CLUSTER PEERS "colour = blue\n",
+	       "t.conf:8: unknown setting \"colour\" in section [peer.2]");
+}
+
+static void
+test_conf_duplicate_setting_is_an_error(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER "log_level = info\nlog_level = debug\n" PEERS,
+	       "t.conf:5: setting \"log_level\" appears twice (first at line 4)");
+}
+
+static void
+test_conf_setting_outside_section_is_an_error(void **s)
+{
+	(void)s;
+	EXPECT("name = t\n" CLUSTER PEERS,
+	       "t.conf:1: setting \"name\" is outside any section");
+}
+
+static void
+test_conf_bad_values_are_errors(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER PEERS "port = 70000\n",
+	       "t.conf:8: value 70000 for \"port\" is out of range (1 to 65535)");
+	EXPECT(CLUSTER PEERS "port = 54x\n",
+	       "t.conf:8: invalid value \"54x\" for \"port\": expected an integer");
+	EXPECT(CLUSTER "log_level = loud\n" PEERS,
+	       "t.conf:4: invalid value \"loud\" for \"log_level\": expected one of error|warning|info|debug");
+	EXPECT(CLUSTER "[hooks]\nhook_timeout = 5 parsecs\n" PEERS,
+	       "t.conf:5: invalid value \"5 parsecs\" for \"hook_timeout\": expected a duration such as 500ms, 2s or 1min");
+	EXPECT(CLUSTER "[hooks]\nhook_timeout = 3d\n" PEERS,
+	       "t.conf:5: invalid value \"3d\" for \"hook_timeout\": expected a duration such as 500ms, 2s or 1min");
+	EXPECT(CLUSTER "[hooks]\nhook_timeout = 10ms\n" PEERS,
+	       "t.conf:5: value 10ms for \"hook_timeout\" is out of range (100ms to 24h)");
+	EXPECT("[cluster]\nname = has space\n" PEERS,
+	       "t.conf:2: invalid value \"has space\" for \"name\": use 1 to 63 letters, digits, \"_\", \".\" or \"-\"");
+	EXPECT("[cluster]\nname = t\nstate_dir = var/lib\n" PEERS,
+	       "t.conf:3: invalid value \"var/lib\" for \"state_dir\": expected an absolute path");
+	EXPECT(CLUSTER "[peer.1]\naddress = db1.example\n",
+	       "t.conf:5: invalid value \"db1.example\" for \"address\": expected an IPv4 or IPv6 address (host names are not resolved)");
+}
+
+static void
+test_conf_unknown_placeholder_is_an_error(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER "[hooks]\nnotify_command = /bin/echo %e %Q\n" PEERS,
+	       "t.conf:5: invalid value for \"notify_command\": unknown placeholder %Q in hook command");
+}
+
+static void
+test_conf_missing_required_setting_is_an_error(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER "[peer.1]\nport = 5480\n",
+	       "t.conf:4: section [peer.1] lacks the required setting \"address\"");
+	EXPECT(PEERS,
+	       "t.conf: section [cluster] with the required setting \"name\" is missing");
+	EXPECT(CLUSTER PEERS "[backend.1]\nport = 5432\n",
+	       "t.conf:8: section [backend.1] lacks the required setting \"host\"");
+}
+
+static void
+test_conf_cross_field_contradictions_are_errors(void **s)
+{
+	(void)s;
+	EXPECT(CLUSTER,
+	       "t.conf: no [peer.N] section: list every pgvigil peer, this one included");
+	EXPECT(CLUSTER PEERS "[peer.3]\naddress = 192.0.2.1\n",
+	       "t.conf:9: [peer.3] has the same address and port as [peer.1] (192.0.2.1 port 5480)");
+	/* The same address written two ways is still the same address. */
+	EXPECT(CLUSTER "[peer.1]\naddress = 2001:db8::1\n[peer.2]\naddress = 2001:DB8:0::1\n",
+	       "t.conf:7: [peer.2] has the same address and port as [peer.1] (2001:db8::1 port 5480)");
+	EXPECT(CLUSTER PEERS "[backend.1]\nhost = 192.0.2.11\n[backend.2]\nhost = 192.0.2.11\n",
+	       "t.conf:11: [backend.2] has the same host and port as [backend.1] (192.0.2.11 port 5432)");
+}
+
+static void
+test_conf_line_too_long_is_an_error(void **s)
+{
+	char *text = malloc(6000);
+
+	(void)s;
+	assert_non_null(text);
+	strcpy(text, CLUSTER "[hooks]\nnotify_command = /bin/echo ");
+	size_t n = strlen(text);
+
+	memset(text + n, 'a', 4200);
+	strcpy(text + n + 4200, "\n" PEERS);
+	EXPECT(text, "t.conf:5: line is too long (at most 4096 characters)");
+	free(text);
+}
+
+static void
+test_conf_every_error_is_reported_in_line_order(void **s)
+{
+	(void)s;
+	EXPECT("[cluster]\nname = bad name\nlog_level = loud\n[nope]\n[peer.1]\naddress = x\nport = 0\n",
+	       "t.conf:2: invalid value \"bad name\" for \"name\": use 1 to 63 letters, digits, \"_\", \".\" or \"-\"",
+	       "t.conf:3: invalid value \"loud\" for \"log_level\": expected one of error|warning|info|debug",
+	       "t.conf:4: unknown section [nope] (known: [cluster], [hooks], [peer.N], [backend.N])",
+	       "t.conf:6: invalid value \"x\" for \"address\": expected an IPv4 or IPv6 address (host names are not resolved)",
+	       "t.conf:7: value 0 for \"port\" is out of range (1 to 65535)");
+}
+
+static void
+test_conf_defaults_and_values(void **s)
+{
+	struct conf_errors errs = { 0 };
+	struct conf *c = load("; comment\n# comment\n" CLUSTER
+			      "  log_level = debug\n"
+			      "[hooks]\nnotify_command = /bin/echo a ;b # c %e\n"
+			      "hook_timeout = 2min\n"
+			      "[peer.2]\naddress = 2001:db8::2\nport = 6000\n"
+			      "[peer.1]\naddress = 192.0.2.1\n"
+			      "[backend.1]\nhost = 192.0.2.11\nconnect_timeout = 1500\n",
+			      &errs);
+
+	(void)s;
+	assert_int_equal(errs.n, 0);
+	assert_non_null(c);
+	assert_string_equal(c->cluster_name, "t");
+	assert_int_equal(c->log_level, LOG_LVL_DEBUG);	/* indented line is a setting */
+	assert_int_equal(c->log_destination, LOG_DEST_STDERR);
+	/* ";" inside a value is data, not the start of a comment. */
+	assert_string_equal(c->notify_command, "/bin/echo a ;b # c %e");
+	assert_int_equal(c->hook_timeout_ms, 120000);
+	assert_int_equal(c->hook_kill_grace_ms, 5000);
+	assert_int_equal(c->npeers, 2);
+	assert_int_equal(c->peers[0].id, 1);	/* sorted by id */
+	assert_int_equal(c->peers[0].port, 5480);
+	assert_int_equal(c->peers[1].id, 2);
+	assert_int_equal(c->peers[1].port, 6000);
+	assert_int_equal(c->peers[1].sa.ss_family, AF_INET6);
+	assert_int_equal(c->nbackends, 1);
+	assert_int_equal(c->backends[0].port, 5432);
+	assert_string_equal(c->backends[0].dbname, "postgres");
+	assert_string_equal(c->backends[0].user, "pgvigil");
+	assert_int_equal(c->backends[0].connect_timeout_ms, 1500);
+	assert_ptr_equal(conf_peer_by_id(c, 2), &c->peers[1]);
+	assert_null(conf_peer_by_id(c, 3));
+	conf_free(c);
+	conf_free(NULL);
+}
+
+static void
+test_conf_durations(void **s)
+{
+	int64_t ms;
+
+	(void)s;
+	assert_int_equal(conf_parse_duration("250", &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(conf_parse_duration("250ms", &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(conf_parse_duration("3s", &ms), 0);
+	assert_int_equal(ms, 3000);
+	assert_int_equal(conf_parse_duration("2min", &ms), 0);
+	assert_int_equal(ms, 120000);
+	assert_int_equal(conf_parse_duration("1h", &ms), 0);
+	assert_int_equal(ms, 3600000);
+	assert_int_equal(conf_parse_duration("-1s", &ms), -1);
+	assert_int_equal(conf_parse_duration("s", &ms), -1);
+	assert_int_equal(conf_parse_duration("1.5s", &ms), -1);
+	assert_int_equal(conf_parse_duration("99999999999999999999h", &ms), -1);
+}
+
+static void
+test_conf_reload_keeps_restart_only_settings(void **s)
+{
+	struct conf_errors errs = { 0 }, changed = { 0 };
+	struct conf *cur = load(CLUSTER "log_level = info\n" PEERS, &errs);
+	struct conf *fresh = load("[cluster]\nname = other\nstate_dir = /tmp/x\n"
+				  "log_level = debug\n"
+				  "[peer.1]\naddress = 192.0.2.1\nport = 6000\n"
+				  "[peer.2]\naddress = 192.0.2.2\n", &errs);
+
+	(void)s;
+	assert_non_null(cur);
+	assert_non_null(fresh);
+	assert_int_equal(conf_keep_restart_only(cur, fresh, &changed), 2);
+	assert_string_equal(changed.msgs[0], "cluster.name");
+	assert_string_equal(changed.msgs[1], "peer.1.port");
+	assert_string_equal(fresh->cluster_name, "t");	/* kept */
+	assert_int_equal(fresh->peers[0].port, 5480);	/* kept */
+	assert_int_equal(fresh->log_level, LOG_LVL_DEBUG);	/* reloadable */
+	conf_errors_clear(&changed);
+	conf_free(fresh);
+
+	/* A different peer list is a membership change: restart only. */
+	fresh = load(CLUSTER PEERS "[peer.3]\naddress = 192.0.2.3\n", &errs);
+	assert_non_null(fresh);
+	assert_int_equal(conf_keep_restart_only(cur, fresh, &changed), 1);
+	assert_string_equal(changed.msgs[0], "peers");
+	assert_int_equal(fresh->npeers, 2);
+	assert_string_equal(fresh->peers[1].address, "192.0.2.2");
+	conf_errors_clear(&changed);
+	conf_free(fresh);
+	conf_free(cur);
+}
+
+static void
+test_conf_missing_file_is_an_error(void **s)
+{
+	struct conf_errors errs = { 0 };
+
+	(void)s;
+	assert_null(conf_load("/nonexistent/pgvigil.conf", &errs));
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.msgs[0],
+			    "/nonexistent/pgvigil.conf: could not open configuration file: No such file or directory");
+	conf_errors_clear(&errs);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_conf_syntax_error_names_the_line),
+		cmocka_unit_test(test_conf_unknown_section_is_an_error),
+		cmocka_unit_test(test_conf_section_ids_are_checked),
+		cmocka_unit_test(test_conf_duplicate_section_is_an_error),
+		cmocka_unit_test(test_conf_unknown_setting_is_an_error),
+		cmocka_unit_test(test_conf_duplicate_setting_is_an_error),
+		cmocka_unit_test(test_conf_setting_outside_section_is_an_error),
+		cmocka_unit_test(test_conf_bad_values_are_errors),
+		cmocka_unit_test(test_conf_unknown_placeholder_is_an_error),
+		cmocka_unit_test(test_conf_missing_required_setting_is_an_error),
+		cmocka_unit_test(test_conf_cross_field_contradictions_are_errors),
+		cmocka_unit_test(test_conf_line_too_long_is_an_error),
+		cmocka_unit_test(test_conf_every_error_is_reported_in_line_order),
+		cmocka_unit_test(test_conf_defaults_and_values),
+		cmocka_unit_test(test_conf_durations),
+		cmocka_unit_test(test_conf_reload_keeps_restart_only_settings),
+		cmocka_unit_test(test_conf_missing_file_is_an_error),
+	};
+
+	log_open("test_conf", LOG_DEST_STDERR, LOG_LVL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
