@@ -1307,6 +1307,16 @@ host    replication  all   2001:db8::/64  trust
 
     # ---- teardown
 
+    def detach(self) -> str:
+        """Leave the lab running after this process exits (the demo's --keep):
+        no teardown at exit or on a signal.  Returns the state file that
+        `labctl down --state` takes to remove the lab later."""
+        with self._lock:
+            self._write_state()
+            _live_labs.discard(self)
+            self._torn_down = True
+        return self.state_path
+
     def teardown(self) -> None:
         """Stop every tracked process by pid, stop PostgreSQL instances, stop any
         process left in our namespaces, delete this run's namespaces, remove the

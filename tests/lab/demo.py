@@ -1,0 +1,212 @@
+#!/usr/bin/python3
+"""demo.py - the pgvigil demo: a lab cluster in network namespaces, shown step by step.
+
+Run through ./run-demo, which installs what is missing and builds pgvigil first.
+
+    demo.py BINARY          bring the lab up, show it, tear it down on Enter
+    demo.py BINARY --keep   leave it running; `demo.py down` removes it
+    demo.py down            tear down a lab left by --keep
+
+It shows only what runs at this stage: PostgreSQL replication in the lab,
+three pgvigil peers that find themselves, check and reload their
+configuration, run hooks and stop cleanly. Every claim printed is read back
+from the lab (psql output, the daemons' event tokens), not asserted.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import pgvlab  # noqa: E402
+
+DEMO_DIR = "/tmp/pgvigil-demo"
+STATE = os.path.join(DEMO_DIR, "lab.json")
+BOLD = "\033[1m" if sys.stdout.isatty() else ""
+DIM = "\033[2m" if sys.stdout.isatty() else ""
+RESET = "\033[0m" if sys.stdout.isatty() else ""
+
+
+def say(msg=""):
+    print(msg, flush=True)
+
+
+def step(n, title):
+    say()
+    say(f"{BOLD}[{n}] {title}{RESET}")
+
+
+def show(lines, indent="    "):
+    for line in lines:
+        say(f"{indent}{DIM}{line}{RESET}")
+
+
+def events(pv, since=0, pattern=r"event=\S+"):
+    """The daemon's event lines after offset since, without the timestamp prefix."""
+    out = []
+    for line in pv.log_text()[since:].splitlines():
+        if re.search(pattern, line):
+            out.append(re.sub(r"^\S+ \S+ UTC \[\d+\] ", "", line))
+    return out
+
+
+def down():
+    if not os.path.exists(STATE):
+        say(f"no demo lab recorded in {STATE}")
+        return 0
+    res = pgvlab.cleanup_stale(pgvlab.load_state(STATE)["prefix"], DEMO_DIR)
+    say(f"demo lab removed: {res}")
+    return 0
+
+
+def demo(binary, keep):
+    if os.path.exists(STATE):
+        say(f"removing the lab a previous demo left in {DEMO_DIR}")
+        down()
+    lab = pgvlab.Lab(workdir=DEMO_DIR)
+    t0 = time.monotonic()
+
+    step(1, "the lab: network namespaces on a private bridge (never linked to this host)")
+    peers = [(i, f"gw{i}") for i in (1, 2, 3)]
+    for i, h in peers:
+        lab.add_host(h, *pgvlab.peer_addr(i))
+    lab.add_host("db1", *pgvlab.pg_addr(1))
+    lab.add_host("db2", *pgvlab.pg_addr(2))
+    lab.add_host("client", *pgvlab.client_addr())
+    for name, h in lab.hosts.items():
+        say(f"    {name:7} {lab.ns(name):18} {h.ipv4:14} {h.ipv6}")
+
+    step(2, "PostgreSQL 15: primary on db1, streaming standby on db2 (pg_basebackup)")
+    lab.add_postgres_primary("db1")
+    lab.add_postgres_standby("db2", "db1")
+    rep = lab.psql("db1", "SELECT application_name || ' ' || client_addr || ' ' || state "
+                          "FROM pg_stat_replication")
+    show([f"db1 pg_stat_replication: {rep}"])
+    show([f"db2 pg_is_in_recovery(): {lab.psql('db2', 'SELECT pg_is_in_recovery()')}"])
+
+    step(3, "replication is real: the client writes on db1, the row appears on db2")
+    token = uuid.uuid4().hex[:12]
+    lab.run("client", [lab.pg_bin("psql"), "-XAtq", "-h", lab.addr("db1"), "-U", "postgres",
+                       "-c", "CREATE TABLE IF NOT EXISTS demo(t text, at timestamptz DEFAULT now());"
+                             f"INSERT INTO demo(t) VALUES ('{token}')"],
+            check=True, timeout=20)
+    start = time.monotonic()
+    seen = ""
+    while time.monotonic() - start < 10 and seen != token:
+        try:
+            seen = lab.psql("db2", f"SELECT t FROM demo WHERE t = '{token}'")
+        except pgvlab.LabError:
+            seen = ""   # the CREATE TABLE has not been replayed yet
+        if seen != token:
+            time.sleep(0.02)
+    if seen != token:
+        raise SystemExit("the row did not reach the standby within 10 s")
+    show([f"wrote {token} through 192.0.2.11 from the client; "
+          f"read it on db2 after {1000 * (time.monotonic() - start):.0f} ms"])
+
+    step(4, "configuration check: pgvigil -t")
+    out = os.path.join(lab.workdir, "notify.log")
+    conf = lab.pgvigil_config(peers, backends=[(1, "db1"), (2, "db2")],
+                              hooks={"notify_command": f"echo $(date +%%T) peer %i: %e >> {out}",
+                                     "hook_timeout": "2s", "hook_kill_grace": "500ms"})
+    conf_path = os.path.join(lab.workdir, "pgvigil.conf")
+    with open(conf_path, "w") as f:
+        f.write(conf.replace("@STATE_DIR@", "/var/lib/pgvigil"))
+    r = subprocess.run([binary, "-t", "-c", conf_path], capture_output=True, text=True, timeout=10)
+    show([f"$ pgvigil -t -c pgvigil.conf  ->  {r.stdout.strip()} (exit {r.returncode})"])
+    bad_path = os.path.join(lab.workdir, "broken.conf")
+    with open(bad_path, "w") as f:
+        f.write(conf.replace("@STATE_DIR@", "var/lib/pgvigil").replace("port = 5480", "port = 0", 1)
+                + "[vip]\naddress = 192.0.2.200\n")
+    r = subprocess.run([binary, "-t", "-c", bad_path], capture_output=True, text=True, timeout=10)
+    show([f"$ pgvigil -t -c broken.conf  ->  exit {r.returncode}"]
+         + [f"  {line}" for line in r.stderr.splitlines()])
+
+    step(5, "three pgvigil peers start; each finds its [peer.N] by its own address")
+    pvs = {h: lab.start_pgvigil(h, binary, conf) for _, h in peers}
+    for i, h in peers:
+        pvs[h].wait_log(rf"event=daemon-started peer={i} ")
+        show(events(pvs[h], pattern=r"event=daemon-started"))
+
+    step(6, "SIGHUP reload is all or nothing")
+    pv = pvs["gw2"]
+    good = open(pv.conf_path).read()
+    with open(pv.conf_path, "w") as f:
+        f.write(good + "\nthis line is not INI\n")
+    mark = pv.mark()
+    pv.signal(signal.SIGHUP)
+    pv.wait_log(r"event=config-reload-failed", since=mark)
+    show(events(pv, mark, r"error|event=config"))
+    with open(pv.conf_path, "w") as f:
+        f.write(good.replace("log_level = info", "log_level = debug"))
+    mark = pv.mark()
+    pv.signal(signal.SIGHUP)
+    pv.wait_log(r"event=config-reloaded", since=mark)
+    show(events(pv, mark, r"event=config"))
+
+    step(7, "hooks: notify_command ran on every event (shell-quoted placeholders, own process group)")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = open(out).read().splitlines() if os.path.exists(out) else []
+        if len(lines) >= 5:
+            break
+        time.sleep(0.05)
+    show(lines)
+
+    step(8, "a hook that hangs is killed at its timeout, with its grandchild")
+    hung = os.path.join(lab.workdir, "hung.conf")
+    with open(hung, "w") as f:
+        f.write(good.replace(f"echo $(date +%%T) peer %i: %e >> {out}",
+                             "trap '' TERM; sleep 600 & echo grandchild $!; wait"))
+    os.replace(hung, pv.conf_path)
+    mark = pv.mark()
+    pv.signal(signal.SIGHUP)
+    pv.wait_log(r"event=hook-finished hook=notify .*outcome=timeout", since=mark, timeout=10)
+    show(events(pv, mark, r"event=hook|hook notify\["))
+    gc = int(pv.wait_log(r"hook notify\[\d+\]: grandchild (\d+)", since=mark).group(1))
+    gone = not os.path.exists(f"/proc/{gc}")
+    show([f"grandchild {gc} (sleep 600): {'gone' if gone else 'STILL RUNNING'}"])
+
+    step(9, "clean stop: SIGTERM")
+    for _, h in peers:
+        rc = pvs[h].stop()
+        show(events(pvs[h], pattern=r"event=daemon-stop") + [f"exit status {rc}"])
+
+    say()
+    say(f"{BOLD}The lab came up and ran in {time.monotonic() - t0:.1f} s.{RESET} "
+        "Next stages add the coordinator election, the VIP and failover to this drill.")
+    say(f"Logs and data: {lab.workdir}")
+    if keep:
+        # The daemons were stopped in step 9; restart them so the lab keeps running.
+        for _, h in peers:
+            lab.start_pgvigil(h, binary, good if h == "gw2" else conf)
+        state = lab.detach()
+        say(f"The lab keeps running (PostgreSQL on db1/db2, pgvigil on gw1-gw3). "
+            f"Enter a host with: ip netns exec {lab.ns('client')} bash")
+        say(f"Remove it with: ./run-demo down   (state: {state})")
+        return 0
+    if sys.stdin.isatty():
+        try:
+            input("Press Enter to tear the lab down... ")
+        except EOFError:
+            pass
+    lab.teardown()
+    say("lab torn down: namespaces, processes and files removed")
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 1 and argv[0] == "down":
+        return down()
+    if not argv or argv[0].startswith("-"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    return demo(os.path.abspath(argv[0]), "--keep" in argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
