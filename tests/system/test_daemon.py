@@ -239,19 +239,3 @@ def test_doc_check_fails_when_a_setting_is_undocumented(pgvigil_bin, tmp_path):
                          timeout=30)
     assert bad.returncode == 1
     assert "hook_kill_grace" in bad.stdout + bad.stderr
-
-
-def test_make_install_puts_files_under_destdir(pgvigil_bin, tmp_path):
-    build = Path(pgvigil_bin).parent
-    if not (build / "Makefile").exists():
-        pytest.fail(f"{build} has no Makefile: PGVIGIL_BIN must point into a configured build")
-    dest = tmp_path / "stage"
-    r = subprocess.run(["make", "-s", "-C", str(build), "install", f"DESTDIR={dest}"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    prefix = re.search(r"^prefix\s*=\s*(\S+)", (build / "Makefile").read_text(), re.M).group(1)
-    root = Path(str(dest) + prefix)
-    assert os.access(root / "sbin" / "pgvigil", os.X_OK)
-    assert (root / "share" / "man" / "man8" / "pgvigil.8").is_file()
-    assert (root / "share" / "man" / "man5" / "pgvigil.conf.5").is_file()
-    assert (root / "etc" / "pgvigil" / "pgvigil.conf.sample").is_file()
