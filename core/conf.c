@@ -5,7 +5,7 @@
  * One table (conf_keys[] below) says, for every setting: section, name,
  * type, default (NULL = required), bounds, whether SIGHUP may change it, the
  * placeholders a command may use, where the value lives, and a one-line
- * doc. Parsing, defaults, validation, `pgvigil -t -v`, reload policy and
+ * doc. Parsing, defaults, validation, `pgvigil -t --dump-config`, reload policy and
  * tests/check-docs (which fails `make check` when a setting is missing from
  * the sample file or the man page) all read this table, so a setting cannot
  * exist in one place and not in another.
@@ -126,8 +126,6 @@ static const struct conf_key conf_keys[] = {
 	  B(dbname), "database pgvigil connects to" },
 	{ SECT_BACKEND, "user", KT_STRING, "pgvigil", 0, 0, true, NULL, B(user),
 	  "role pgvigil connects as (password from ~/.pgpass or PGPASSFILE)" },
-	{ SECT_BACKEND, "data_directory", KT_OPT_PATH, "", 0, 0, true, NULL,
-	  B(data_directory), "data directory on its host, passed to hooks as %D" },
 	{ SECT_BACKEND, "connect_timeout", KT_DURATION, "2s", 100, 60000, true,
 	  NULL, B(connect_timeout_ms),
 	  "deadline for connecting to the server" },

@@ -35,7 +35,6 @@ struct conf_backend {
 	int64_t port;
 	char *dbname;		/* owned */
 	char *user;		/* owned */
-	char *data_directory;	/* owned; may be empty */
 	int64_t connect_timeout_ms;
 };
 

@@ -215,10 +215,10 @@ open_state(struct daemon *d)
 	} else {
 		const char *cl = state_get(st, "cluster");
 		uint64_t peer = 0;
+		bool has_peer = state_get_u64(st, "peer_id", &peer) == 0;
 
 		if ((cl && strcmp(cl, d->conf->cluster_name) != 0) ||
-		    (state_get_u64(st, "peer_id", &peer) == 0 &&
-		     peer != (uint64_t)d->self)) {
+		    (has_peer && peer != (uint64_t)d->self)) {
 			log_error("state directory \"%s\" belongs to cluster \"%s\" peer %" PRIu64 ", not cluster \"%s\" peer %" PRId64,
 				  d->conf->state_dir, cl ? cl : "?", peer,
 				  d->conf->cluster_name, d->self);

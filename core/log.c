@@ -111,8 +111,9 @@ log_emit(enum log_level level, const char *prefix, const char *fmt,
 		[LOG_LVL_INFO] = LOG_INFO,
 		[LOG_LVL_DEBUG] = LOG_DEBUG,
 	};
-	char msg[2048];
-	char line[2400];
+	/* Room for a hook's longest output line with every byte escaped. */
+	char msg[17 * 1024];
+	char line[sizeof(msg) + 256];
 	int n;
 
 	if (level > log_level_cur)

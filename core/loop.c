@@ -66,6 +66,9 @@ struct loop {
 	loop_signal_cb sig_cb;
 	void *sig_arg;		/* borrowed */
 	sigset_t oldmask;
+	bool mask_saved;	/* oldmask holds the mask to restore */
+	struct sigaction old_pipe;	/* SIGPIPE disposition to restore */
+	bool pipe_saved;
 	uint64_t now;
 	uint64_t last_gap;
 	bool stop;
@@ -197,7 +200,10 @@ loop_timer_at(struct loop_timer *t, uint64_t deadline_ms)
 void
 loop_timer_in(struct loop_timer *t, uint64_t delay_ms)
 {
-	loop_timer_at(t, clock_now_ms() + delay_ms);
+	uint64_t now = clock_now_ms();
+
+	/* Saturate: a huge delay means "never", not a deadline in the past. */
+	loop_timer_at(t, delay_ms > UINT64_MAX - now ? UINT64_MAX : now + delay_ms);
 }
 
 void
@@ -393,31 +399,53 @@ loop_unwatch_child(struct loop *l, pid_t pid)
 	}
 }
 
+#define REAP_BATCH 64
+
+/*
+ * Reaps every exited child, then reports the watched ones. Reaping all
+ * before any callback runs means that when a hook's callback runs, the
+ * grandchildren that died with it are already gone, not zombies.
+ */
 static void
 reap_children(struct loop *l)
 {
-	/* Bounded: at most this many reaps per SIGCHLD batch. */
-	for (int n = 0; n < 4096; n++) {
-		int status;
-		pid_t pid = waitpid(-1, &status, WNOHANG);
-		struct child_entry *c = NULL;
+	for (;;) {
+		struct {
+			pid_t pid;
+			int status;
+		} done[REAP_BATCH];
+		size_t n = 0;
 
-		if (pid <= 0)
-			return;
-		for (struct child_entry **pp = &l->children; *pp;
-		     pp = &(*pp)->next) {
-			if ((*pp)->pid == pid) {
-				c = *pp;
-				*pp = c->next;
+		while (n < REAP_BATCH) {
+			int status;
+			pid_t pid = waitpid(-1, &status, WNOHANG);
+
+			if (pid <= 0)
 				break;
+			done[n].pid = pid;
+			done[n++].status = status;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct child_entry *c = NULL;
+
+			for (struct child_entry **pp = &l->children; *pp;
+			     pp = &(*pp)->next) {
+				if ((*pp)->pid == done[i].pid) {
+					c = *pp;
+					*pp = c->next;
+					break;
+				}
+			}
+			if (c) {
+				c->cb(l, done[i].pid, done[i].status, c->arg);
+				free(c);
+			} else {
+				log_debug("reaped unwatched process %d", (int)done[i].pid);
 			}
 		}
-		if (c) {
-			c->cb(l, pid, status, c->arg);
-			free(c);
-		} else {
-			log_debug("reaped unwatched process %d", (int)pid);
-		}
+		/* A short batch means nothing was left to reap. */
+		if (n < REAP_BATCH)
+			return;
 	}
 }
 
@@ -457,8 +485,15 @@ loop_new(void)
 	sigaddset(&mask, SIGCHLD);
 	if (sigprocmask(SIG_BLOCK, &mask, &l->oldmask) < 0)
 		goto fail;
+	l->mask_saved = true;
 	/* A peer closing a pipe or socket is an EPIPE, not a death. */
-	signal(SIGPIPE, SIG_IGN);
+	struct sigaction ign;
+
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	if (sigaction(SIGPIPE, &ign, &l->old_pipe) == 0)
+		l->pipe_saved = true;
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	l->tfd = timerfd_create(CLOCK_BOOTTIME, TFD_NONBLOCK | TFD_CLOEXEC);
 	l->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -502,8 +537,11 @@ loop_free(struct loop *l)
 		close(l->tfd);
 	if (l->sfd >= 0)
 		close(l->sfd);
-	/* Give the process back the signal mask it had before the loop. */
-	sigprocmask(SIG_SETMASK, &l->oldmask, NULL);
+	/* Give the process back the signal state it had before the loop. */
+	if (l->pipe_saved)
+		sigaction(SIGPIPE, &l->old_pipe, NULL);
+	if (l->mask_saved)
+		sigprocmask(SIG_SETMASK, &l->oldmask, NULL);
 	free(l);
 }
 

@@ -1271,7 +1271,7 @@ host    replication  all   2001:db8::/64  trust
         for bid, h in backends:
             inst = self.pg_instance(h)
             out += ["", f"[backend.{bid}]", f"host = {self.addr(h)}", f"port = {inst.port}",
-                    "dbname = postgres", "user = pgvigil", f"data_directory = {inst.datadir}"]
+                    "dbname = postgres", "user = pgvigil"]
         text = "\n".join(out) + "\n"
         if extra_sections:
             text += "\n" + extra_sections.strip("\n") + "\n"

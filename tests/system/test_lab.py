@@ -383,8 +383,7 @@ def test_start_pgvigil_helper_with_stand_in_daemon(pg_cluster):
                               backends=[(1, "db1"), (2, "db2")],
                               hooks={"notify_command": "/bin/true %e", "hook_timeout": "30s"})
     assert "[peer.2]\naddress = 192.0.2.2\nport = 5480" in conf
-    assert f"[backend.1]\nhost = 192.0.2.11\nport = 5432\ndbname = postgres\nuser = pgvigil\n" \
-           f"data_directory = {lab.pg['db1'].datadir}" in conf
+    assert "[backend.1]\nhost = 192.0.2.11\nport = 5432\ndbname = postgres\nuser = pgvigil\n" in conf
     stand_in = os.path.join(lab.workdir, "fake-pgvigil")
     with open(stand_in, "w") as f:
         f.write('#!/bin/sh\ntrap \'echo "event=stop"; exit 0\' TERM\n'
