@@ -307,15 +307,20 @@ def list_lab_namespaces(prefix: str | None = None) -> list[str]:
     return [n for n in names if n.startswith(prefix)]
 
 
-def _run(argv, timeout=DEFAULT_TIMEOUT, check=True, input=None, env=None):
+def _run(argv, timeout=DEFAULT_TIMEOUT, check=True, input=None, env=None, *,
+         capture=True, cwd=None, where="", shown=None):
+    """subprocess.run with a timeout always; LabError on timeout (and on a
+    non-zero exit with check).  where/shown only shape the messages."""
+    shown = " ".join(map(str, shown if shown is not None else argv))
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                           input=input, env=env, stdin=None if input is not None else subprocess.DEVNULL)
+        r = subprocess.run(argv, capture_output=capture, text=True, timeout=timeout,
+                           input=input, env=env, cwd=cwd,
+                           stdin=None if input is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        raise LabError(f"timed out after {timeout}s: {' '.join(map(str, argv))}") from e
+        raise LabError(f"timed out after {timeout}s{where}: {shown}") from e
     if check and r.returncode != 0:
-        raise LabError(f"command failed (exit {r.returncode}): {' '.join(map(str, argv))}\n"
-                       f"{r.stderr.strip()}")
+        raise LabError(f"command failed{where} (exit {r.returncode}): {shown}\n"
+                       f"{(r.stderr or '').strip()}")
     return r
 
 
@@ -816,17 +821,9 @@ class Lab:
         """subprocess.run(argv) inside the host's namespace (as `user` if given).
         Always bounded by `timeout` (LabError on expiry); text mode."""
         self._check_live()
-        full = self._ns_argv(host, argv, user)
-        try:
-            r = subprocess.run(full, capture_output=capture, text=True, timeout=timeout,
-                               input=input, env=self._user_env(user, env), cwd="/",
-                               stdin=None if input is not None else subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            raise LabError(f"timed out after {timeout}s on {host}: {' '.join(map(str, argv))}") from e
-        if check and r.returncode != 0:
-            raise LabError(f"command failed on {host} (exit {r.returncode}): "
-                           f"{' '.join(map(str, argv))}\n{(r.stderr or '').strip()}")
-        return r
+        return _run(self._ns_argv(host, argv, user), timeout, check, input,
+                    self._user_env(user, env), capture=capture, cwd="/",
+                    where=f" on {host}", shown=argv)
 
     def popen(self, host: str, argv, user: str | None = None, stdout=None, stderr=None,
               env: dict | None = None, kind: str = "proc") -> subprocess.Popen:

@@ -274,6 +274,15 @@ def _start_child_lab(with_pg):
     return child, state_path, prefix, int(stray), int(pg)
 
 
+def _reap_child_lab(child, prefix, workdir):
+    """Whatever a test asserted, leave no child process and none of its namespaces."""
+    if child.poll() is None:
+        child.kill()
+        child.wait(5)
+    if any(n.startswith(prefix) for n in _netns()):
+        pgvlab.cleanup_stale(prefix, workdir if os.path.isdir(workdir) else None)
+
+
 def test_teardown_after_failure(request):
     """A lab whose creator was SIGKILLed (no atexit, no handler) is torn down by
     `labctl down --state <workdir>/lab.json`."""
@@ -307,11 +316,7 @@ def test_teardown_after_failure(request):
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(5)
-        if any(n.startswith(prefix) for n in _netns()):
-            pgvlab.cleanup_stale(prefix, workdir if os.path.isdir(workdir) else None)
+        _reap_child_lab(child, prefix, workdir)
 
 
 def test_sigterm_to_lab_process_tears_lab_down():
@@ -328,11 +333,7 @@ def test_sigterm_to_lab_process_tears_lab_down():
         _wait(lambda: all(_gone(p) for p in pids), 5, "lab processes to disappear")
         assert not os.path.exists(workdir)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(5)
-        if any(n.startswith(prefix) for n in _netns()):
-            pgvlab.cleanup_stale(prefix, workdir if os.path.isdir(workdir) else None)
+        _reap_child_lab(child, prefix, workdir)
 
 
 def test_isolate_heal_block_and_loss(lab):
