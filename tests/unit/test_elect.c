@@ -1,0 +1,570 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * test_elect.c - the election state machine in small, fixed scenarios:
+ * a tiny harness delivers every message after 1 ms on a perfect network
+ * (links can be cut) and calls every peer at its wake-up time. The
+ * randomized torture is tests/sim; these tests pin the behaviours down one
+ * by one so a regression names itself.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "watchdog/elect.h"
+
+#define N 5
+#define QMAX 4096
+
+struct qmsg {
+	uint64_t at;
+	uint8_t from, to;
+	struct wd_msg m;
+};
+
+struct harness {
+	struct wd_config cfg[N + 1];
+	struct wd *wd[N + 1];	/* NULL = crashed */
+	struct wd_durable disk[N + 1];
+	bool link[N + 1][N + 1];	/* from -> to */
+	int n;
+	uint64_t now;
+	struct qmsg q[QMAX];
+	size_t nq;
+	int fence_requests[N + 1];
+	int fence_target[N + 1];
+	bool fence_ok;
+	int persists[N + 1];
+	int two_leaders;	/* lease invariant violations seen */
+};
+
+static struct harness H;
+
+static void
+base_config(struct wd_config *c, int self, int n)
+{
+	memset(c, 0, sizeof(*c));
+	c->self = (uint8_t)self;
+	c->npeers = (size_t)n;
+	for (int i = 0; i < n; i++) {
+		c->peers[i].id = (uint8_t)(i + 1);
+		c->peers[i].priority = 1;
+	}
+	c->heartbeat_ms = 100;
+	c->election_min_ms = 700;
+	c->election_max_ms = 1100;
+	c->lease_ms = 500;
+	c->tilt_ms = 300;
+	c->tilt_hold_ms = 1000;
+	c->fence_delay_ms = 500;
+	c->fence_retry_ms = 200;
+}
+
+static void
+setup_n(int n, void (*tweak)(struct wd_config *))
+{
+	char err[256];
+
+	memset(&H, 0, sizeof(H));
+	H.n = n;
+	H.now = 1000;
+	H.fence_ok = true;
+	for (int i = 1; i <= n; i++) {
+		base_config(&H.cfg[i], i, n);
+		if (tweak)
+			tweak(&H.cfg[i]);
+		assert_int_equal(wd_check_config(&H.cfg[i], 2, err, sizeof(err)), 0);
+		H.wd[i] = wd_new(&H.cfg[i], &H.disk[i], H.now, (uint64_t)i * 7919);
+		assert_non_null(H.wd[i]);
+		for (int j = 1; j <= n; j++)
+			H.link[i][j] = true;
+	}
+}
+
+static void
+teardown_all(void)
+{
+	for (int i = 1; i <= H.n; i++)
+		wd_free(H.wd[i]);
+	memset(H.wd, 0, sizeof(H.wd));
+}
+
+static void
+run_effects(int i)
+{
+	const struct wd_effect *e;
+	size_t n = wd_effects(H.wd[i], &e);
+
+	for (size_t k = 0; k < n; k++) {
+		switch (e[k].kind) {
+		case WD_EFF_PERSIST:
+			H.disk[i] = e[k].durable;
+			H.persists[i]++;
+			break;
+		case WD_EFF_SEND:
+			if (!H.link[i][e[k].to] || H.nq == QMAX)
+				break;
+			H.q[H.nq].at = H.now + 1;
+			H.q[H.nq].from = (uint8_t)i;
+			H.q[H.nq].to = e[k].to;
+			H.q[H.nq].m = e[k].msg;
+			H.nq++;
+			break;
+		case WD_EFF_FENCE:
+			H.fence_requests[i]++;
+			H.fence_target[i] = e[k].target;
+			break;
+		case WD_EFF_ROLE:
+			break;
+		}
+	}
+}
+
+static int
+lease_holders(void)
+{
+	int n = 0;
+
+	for (int i = 1; i <= H.n; i++)
+		if (H.wd[i] && wd_has_lease(H.wd[i], H.now))
+			n++;
+	return n;
+}
+
+/* Advances time to `until` in 1 ms steps, delivering and ticking. */
+static void
+run_until(uint64_t until)
+{
+	while (H.now < until) {
+		H.now++;
+		for (size_t k = 0; k < H.nq;) {
+			if (H.q[k].at <= H.now) {
+				struct qmsg m = H.q[k];
+
+				H.q[k] = H.q[--H.nq];
+				if (H.wd[m.to] && H.link[m.from][m.to]) {
+					wd_receive(H.wd[m.to], H.now, m.from, &m.m);
+					run_effects(m.to);
+				}
+			} else {
+				k++;
+			}
+		}
+		for (int i = 1; i <= H.n; i++) {
+			if (H.wd[i] && wd_next_wakeup(H.wd[i]) <= H.now) {
+				wd_tick(H.wd[i], H.now);
+				run_effects(i);
+			}
+		}
+		if (lease_holders() > 1)
+			H.two_leaders++;
+	}
+}
+
+static int
+leader_with_lease(void)
+{
+	for (int i = 1; i <= H.n; i++)
+		if (H.wd[i] && wd_has_lease(H.wd[i], H.now))
+			return i;
+	return 0;
+}
+
+static void
+crash(int i)
+{
+	wd_free(H.wd[i]);
+	H.wd[i] = NULL;
+}
+
+static void
+restart(int i)
+{
+	H.wd[i] = wd_new(&H.cfg[i], &H.disk[i], H.now, H.now);
+}
+
+static void
+isolate(int i, bool cut)
+{
+	for (int j = 1; j <= H.n; j++) {
+		if (j == i)
+			continue;
+		H.link[i][j] = !cut;
+		H.link[j][i] = !cut;
+	}
+}
+
+static void
+test_elect_one_coordinator_with_lease_at_start(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+
+	assert_int_not_equal(l, 0);
+	assert_int_equal(H.two_leaders, 0);
+	for (int i = 1; i <= 3; i++) {
+		assert_int_equal(wd_term(H.wd[i]), wd_term(H.wd[l]));
+		assert_int_equal(wd_leader(H.wd[i]), l);
+	}
+	/* The lease is renewed continuously. */
+	run_until(H.now + 3000);
+	assert_int_equal(leader_with_lease(), l);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
+test_elect_new_coordinator_after_crash_within_bound(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int old = leader_with_lease();
+	uint64_t term = wd_term(H.wd[old]);
+
+	assert_int_not_equal(old, 0);
+	crash(old);
+	uint64_t t0 = H.now;
+
+	while (!leader_with_lease() && H.now < t0 + 3000)
+		run_until(H.now + 10);
+	int l = leader_with_lease();
+
+	assert_int_not_equal(l, 0);
+	assert_int_not_equal(l, old);
+	assert_true(wd_term(H.wd[l]) > term);
+	/* election_max + a few round trips. */
+	assert_true(H.now - t0 <= 1100 + 50);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
+test_elect_isolated_coordinator_loses_lease_before_new_one(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int old = leader_with_lease();
+
+	isolate(old, true);
+	uint64_t t0 = H.now;
+
+	run_until(H.now + 3000);
+	int l = leader_with_lease();
+
+	assert_int_not_equal(l, 0);
+	assert_int_not_equal(l, old);
+	assert_false(wd_has_lease(H.wd[old], H.now));
+	assert_true(wd_role(H.wd[old]) != WD_LEADER);
+	assert_int_equal(H.two_leaders, 0);
+	/* The minority side never raised its term: pre-vote failed. */
+	assert_true(wd_term(H.wd[old]) < wd_term(H.wd[l]));
+	/* Healing: one coordinator, the majority's, keeps its role. */
+	isolate(old, false);
+	run_until(H.now + 2000);
+	assert_int_equal(leader_with_lease(), l);
+	assert_int_equal(wd_leader(H.wd[old]), l);
+	assert_int_equal(H.two_leaders, 0);
+	(void)t0;
+	teardown_all();
+}
+
+static void
+test_elect_partitioned_peer_does_not_disturb_on_return(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int other = l == 3 ? 2 : 3;
+	uint64_t term = wd_term(H.wd[l]);
+
+	isolate(other, true);
+	run_until(H.now + 5000);
+	/* Pre-vote kept it from inflating its term while alone. */
+	assert_int_equal(wd_term(H.wd[other]), term);
+	isolate(other, false);
+	run_until(H.now + 1000);
+	assert_int_equal(leader_with_lease(), l);
+	assert_int_equal(wd_term(H.wd[l]), term);
+	teardown_all();
+}
+
+static void
+test_elect_votes_are_durable_before_sent(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	struct wd_durable d = wd_durable_state(H.wd[l]);
+
+	/* The winner's vote for itself in its term is on "disk". */
+	assert_int_equal(H.disk[l].term, d.term);
+	assert_int_equal(H.disk[l].voted_for, l);
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(H.disk[i].term, d.term);
+	teardown_all();
+}
+
+static void
+test_elect_restarted_peer_keeps_term_and_vote(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int f = l == 1 ? 2 : 1;
+	struct wd_durable before = H.disk[f];
+
+	crash(f);
+	run_until(H.now + 300);
+	restart(f);
+	assert_int_equal(wd_term(H.wd[f]), before.term);
+	assert_int_equal(wd_durable_state(H.wd[f]).voted_for, before.voted_for);
+	run_until(H.now + 1500);
+	assert_int_equal(leader_with_lease(), l);
+	assert_int_equal(wd_leader(H.wd[f]), l);
+	teardown_all();
+}
+
+static void
+test_elect_stalled_coordinator_steps_down_and_tilts(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	struct wd *frozen = H.wd[l];
+
+	/* SIGSTOP: the peer is not called for 2 s; others go on. */
+	H.wd[l] = NULL;
+	run_until(H.now + 2000);
+	int nl = leader_with_lease();
+
+	assert_int_not_equal(nl, 0);
+	assert_int_not_equal(nl, l);
+	/* Its lease expired on its own clock while it was stopped. */
+	assert_false(wd_has_lease(frozen, H.now));
+	H.wd[l] = frozen;
+	wd_tick(frozen, H.now);
+	run_effects(l);
+	assert_true(wd_in_tilt(frozen, H.now));
+	assert_int_equal(wd_counters(frozen)->tilts, 1);
+	assert_true(wd_role(frozen) != WD_LEADER);
+	run_until(H.now + 1500);
+	assert_int_equal(leader_with_lease(), nl);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
+test_elect_clean_stop_hands_over_at_once(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+
+	wd_stop(H.wd[l], H.now);
+	run_effects(l);
+	assert_false(wd_has_lease(H.wd[l], H.now));
+	uint64_t t0 = H.now;
+
+	while (!leader_with_lease() && H.now < t0 + 2000)
+		run_until(H.now + 1);
+	int nl = leader_with_lease();
+
+	assert_int_not_equal(nl, 0);
+	assert_int_not_equal(nl, l);
+	/* No election timeout waited: a few round trips. */
+	assert_true(H.now - t0 < 50);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
+prio_tweak(struct wd_config *c)
+{
+	c->peers[0].priority = 0;	/* peer 1 never stands */
+	c->peers[2].priority = 5;	/* peer 3 preferred */
+}
+
+static void
+test_elect_priority_orders_and_zero_never_stands(void **s)
+{
+	(void)s;
+	int wins3 = 0;
+
+	for (int round = 0; round < 5; round++) {
+		setup_n(3, prio_tweak);
+		run_until(H.now + 2500);
+		int l = leader_with_lease();
+
+		assert_int_not_equal(l, 1);
+		wins3 += l == 3;
+		crash(l);
+		run_until(H.now + 2500);
+		l = leader_with_lease();
+		/* Only peer 2 or 3 can ever stand; with one crashed, 2 wins. */
+		assert_int_not_equal(l, 1);
+		teardown_all();
+	}
+	assert_int_equal(wins3, 5);
+}
+
+static void
+witness_tweak(struct wd_config *c)
+{
+	c->peers[2].witness = true;
+}
+
+static void
+test_elect_witness_votes_but_never_leads(void **s)
+{
+	(void)s;
+	setup_n(3, witness_tweak);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+
+	assert_true(l == 1 || l == 2);
+	crash(l);
+	run_until(H.now + 2500);
+	int nl = leader_with_lease();
+
+	/* The other data peer wins with the witness's vote. */
+	assert_int_equal(nl, l == 1 ? 2 : 1);
+	teardown_all();
+}
+
+static void
+two_node_tweak(struct wd_config *c)
+{
+	c->two_node = true;
+}
+
+static void
+test_elect_two_node_fences_before_taking_over(void **s)
+{
+	(void)s;
+	setup_n(2, two_node_tweak);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int o = l == 1 ? 2 : 1;
+
+	assert_int_not_equal(l, 0);
+	crash(l);
+	H.fence_ok = false;
+	run_until(H.now + 2500);
+	/* It asked to fence the silent peer, and without a confirmed fence
+	 * it is not coordinator. */
+	assert_true(H.fence_requests[o] >= 1);
+	assert_int_equal(H.fence_target[o], l);
+	assert_int_equal(leader_with_lease(), 0);
+	/* A failed fence: no promotion, a retry later. */
+	wd_fence_done(H.wd[o], H.now, (uint8_t)l, false);
+	run_effects(o);
+	assert_int_equal(leader_with_lease(), 0);
+	assert_int_equal(wd_counters(H.wd[o])->fences_failed, 1);
+	int before = H.fence_requests[o];
+
+	run_until(H.now + 3000);
+	assert_true(H.fence_requests[o] > before);
+	wd_fence_done(H.wd[o], H.now, (uint8_t)l, true);
+	run_effects(o);
+	assert_int_equal(leader_with_lease(), o);
+	/* It keeps its lease alone while the other is fenced. */
+	run_until(H.now + 2000);
+	assert_int_equal(leader_with_lease(), o);
+	struct wd_peer_status st;
+
+	assert_int_equal(wd_peer_status(H.wd[o], (uint8_t)l, H.now, &st), 0);
+	assert_int_equal(st.state, WD_PEER_FENCED);
+	/* The fenced peer returns: it follows, the coordinator keeps its role. */
+	restart(l);
+	run_until(H.now + 2000);
+	assert_int_equal(leader_with_lease(), o);
+	assert_int_equal(wd_leader(H.wd[l]), o);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
+test_elect_two_node_clean_stop_hands_over_without_fence(void **s)
+{
+	(void)s;
+	setup_n(2, two_node_tweak);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int o = l == 1 ? 2 : 1;
+
+	wd_stop(H.wd[l], H.now);
+	run_effects(l);
+	run_until(H.now + 100);
+	assert_int_equal(leader_with_lease(), o);
+	assert_int_equal(H.fence_requests[o], 0);
+	teardown_all();
+}
+
+static void
+test_elect_config_checks(void **s)
+{
+	struct wd_config c;
+	char err[512];
+
+	(void)s;
+	base_config(&c, 1, 3);
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), 0);
+	c.lease_ms = 700;
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "lease (700ms) must end before election_timeout_min (700ms)"));
+	base_config(&c, 1, 3);
+	c.lease_ms = 680;	/* 680 * 102 >= 700 * 98: the drift bound breaks it */
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), -1);
+	base_config(&c, 1, 2);
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "add a witness peer or a fence_command"));
+	c.two_node = true;
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), 0);
+	base_config(&c, 1, 3);
+	c.peers[0].priority = c.peers[1].priority = c.peers[2].priority = 0;
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no peer can become coordinator"));
+	base_config(&c, 9, 3);
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), -1);
+	base_config(&c, 1, 3);
+	c.election_max_ms = 700;
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), -1);
+	base_config(&c, 1, 3);
+	c.tilt_ms = 50;
+	assert_int_equal(wd_check_config(&c, 2, err, sizeof(err)), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_elect_one_coordinator_with_lease_at_start),
+		cmocka_unit_test(test_elect_new_coordinator_after_crash_within_bound),
+		cmocka_unit_test(test_elect_isolated_coordinator_loses_lease_before_new_one),
+		cmocka_unit_test(test_elect_partitioned_peer_does_not_disturb_on_return),
+		cmocka_unit_test(test_elect_votes_are_durable_before_sent),
+		cmocka_unit_test(test_elect_restarted_peer_keeps_term_and_vote),
+		cmocka_unit_test(test_elect_stalled_coordinator_steps_down_and_tilts),
+		cmocka_unit_test(test_elect_clean_stop_hands_over_at_once),
+		cmocka_unit_test(test_elect_priority_orders_and_zero_never_stands),
+		cmocka_unit_test(test_elect_witness_votes_but_never_leads),
+		cmocka_unit_test(test_elect_two_node_fences_before_taking_over),
+		cmocka_unit_test(test_elect_two_node_clean_stop_hands_over_without_fence),
+		cmocka_unit_test(test_elect_config_checks),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * wire.h - the watchdog's datagram format: versioned binary frames,
+ * encrypted and authenticated with ChaCha20-Poly1305 (OpenSSL EVP) under
+ * keys derived with HKDF-SHA256 from the cluster key file.
+ *
+ * Frame (all integers big-endian):
+ *
+ *   0  magic        4  "PGVW"
+ *   4  version      1  WIRE_VERSION
+ *   5  sender       1  peer id
+ *   6  reserved     2  zero
+ *   8  cluster_id   8  first 8 bytes of SHA-256("pgvigil cluster " + name)
+ *  16  boot_id      8  sender's boot: durable boot count << 24 | 24 random bits
+ *  24  seq          8  per-boot sequence, from 1
+ *  32  ciphertext   n  the encoded struct wd_msg
+ *  32+n tag        16  Poly1305 tag over header (AAD) and ciphertext
+ *
+ * Each sender boot has its own key, HKDF(secret, salt = cluster_id,
+ * info = "pgvigil wire v1" | sender | boot_id), so the 96-bit nonce (seq,
+ * zero-padded) never repeats under one key even across restarts.
+ *
+ * Receive order: structure (length, magic, version, cluster, sender) ->
+ * key -> AEAD open -> boot and replay window. The replay state moves only
+ * after the tag verified. Every rejection has a counter.
+ */
+#ifndef PGVIGIL_WIRE_H
+#define PGVIGIL_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "watchdog/elect.h"
+
+#define WIRE_VERSION 1
+#define WIRE_HEADER_LEN 32
+#define WIRE_TAG_LEN 16
+/* Stays under the IPv6 minimum MTU (1280) with IP and UDP headers. */
+#define WIRE_MAX_DGRAM 1200
+#define WIRE_KEY_MIN 32		/* bytes of secret in the key file */
+#define WIRE_REPLAY_WINDOW 64
+
+enum wire_reject {
+	WIRE_OK = 0,
+	WIRE_R_SHORT,		/* shorter than header + tag, or longer than max */
+	WIRE_R_MAGIC,		/* not a pgvigil frame */
+	WIRE_R_VERSION,		/* another protocol version */
+	WIRE_R_CLUSTER,		/* another cluster's frame */
+	WIRE_R_UNKNOWN_SENDER,	/* sender id not configured */
+	WIRE_R_SELF,		/* our own id: a loop or a forgery */
+	WIRE_R_AUTH,		/* tag did not verify (forged, corrupt, wrong key) */
+	WIRE_R_STALE_BOOT,	/* boot id older than the newest seen */
+	WIRE_R_REPLAY,		/* sequence already seen or left the window */
+	WIRE_R_MALFORMED,	/* authentic but the body does not decode */
+	WIRE_R_COUNT,
+};
+
+struct wire;
+
+/*
+ * Reads a key file: a regular file, not readable or writable by group or
+ * others, holding at least WIRE_KEY_MIN bytes (trailing newline ignored).
+ * Returns 0 with the secret in out (*len bytes), or -1 with err set.
+ */
+int wire_load_key(const char *path, uint8_t *out, size_t cap, size_t *len,
+		  char *err, size_t errlen);
+
+/*
+ * Creates the codec for peer self_id of cluster cluster_name, sending with
+ * boot_id. secret is copied (and wiped on free). Returns NULL with err set.
+ */
+struct wire *wire_new(const char *cluster_name, const uint8_t *secret,
+		      size_t secret_len, uint8_t self_id, uint64_t boot_id,
+		      char *err, size_t errlen);
+void wire_free(struct wire *w);
+
+/* Accepts datagrams from peer id (self excluded). Returns -1 if full. */
+int wire_add_peer(struct wire *w, uint8_t id);
+
+/*
+ * Encodes and seals m into out (cap >= WIRE_MAX_DGRAM), using the next
+ * sequence number. Returns the datagram length, or -1.
+ */
+ssize_t wire_seal(struct wire *w, const struct wd_msg *m, uint8_t *out,
+		  size_t cap);
+
+/*
+ * Checks and opens one datagram. On WIRE_OK, *from and *m are set;
+ * otherwise the reason's counter was incremented and nothing else changed.
+ */
+enum wire_reject wire_open(struct wire *w, const uint8_t *in, size_t len,
+			   uint8_t *from, struct wd_msg *m);
+
+/* Counters indexed by enum wire_reject (WIRE_OK counts accepted frames). */
+const uint64_t *wire_counters(const struct wire *w);
+const char *wire_reject_name(enum wire_reject r);
+uint64_t wire_boot_id(const struct wire *w);
+/* Newest boot id seen from peer id, 0 when none. */
+uint64_t wire_peer_boot(const struct wire *w, uint8_t id);
+
+/*
+ * The plaintext body codec (no crypto), exposed for tests and the fuzzer.
+ * encode returns the length written or -1 if cap is too small; decode
+ * returns 0 or -1 for anything malformed (unknown type, short, trailing
+ * bytes, bad extension TLVs).
+ */
+ssize_t wire_encode_body(const struct wd_msg *m, uint8_t *out, size_t cap);
+int wire_decode_body(const uint8_t *in, size_t len, struct wd_msg *m);
+
+#endif
