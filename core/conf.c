@@ -30,16 +30,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "core/conf.h"
 #include "core/log.h"
 #include "hooks/hook.h"
+#include "watchdog/elect.h"
 
 #define CONF_MAX_LINE 4096
 
 enum sect {
 	SECT_CLUSTER,
 	SECT_HOOKS,
+	SECT_WATCHDOG,
 	SECT_PEER,
 	SECT_BACKEND,
 	SECT_COUNT,
@@ -48,6 +51,7 @@ enum sect {
 static const char *const sect_names[SECT_COUNT] = {
 	[SECT_CLUSTER] = "cluster",
 	[SECT_HOOKS] = "hooks",
+	[SECT_WATCHDOG] = "watchdog",
 	[SECT_PEER] = "peer",
 	[SECT_BACKEND] = "backend",
 };
@@ -65,6 +69,7 @@ enum ktype {
 	KT_OPT_PATH,	/* absolute path or empty */
 	KT_ADDRESS,	/* IPv4 or IPv6 literal */
 	KT_INT,
+	KT_BOOL,	/* yes/no, true/false, on/off, 1/0; stored as 0 or 1 */
 	KT_DURATION,	/* milliseconds, written with a unit */
 	KT_ENUM,	/* one of choices, stored as its index */
 	KT_COMMAND,	/* hook command line with %-placeholders */
@@ -83,12 +88,15 @@ struct conf_key {
 };
 
 #define C(f) offsetof(struct conf, f)
+#define W(f) offsetof(struct conf, wd.f)
 #define P(f) offsetof(struct conf_peer, f)
 #define B(f) offsetof(struct conf_backend, f)
 #define DAY_MS (24LL * 3600 * 1000)
 
 /* Placeholders the notify hook receives (see hooks/hook.h, doc/hooks.md). */
 #define NOTIFY_CODES "eic"
+/* Placeholders of the fence hook: target id and address, own id, term, cluster. */
+#define FENCE_CODES "taiTc"
 
 static const struct conf_key conf_keys[] = {
 	{ SECT_CLUSTER, "name", KT_NAME, NULL, 0, 0, false, NULL, C(cluster_name),
@@ -102,6 +110,11 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_CLUSTER, "log_destination", KT_ENUM, "stderr", 0, 0, true,
 	  "stderr|syslog", C(log_destination),
 	  "where log lines go: stderr (systemd journal) or syslog" },
+	{ SECT_CLUSTER, "key_file", KT_PATH, NULL, 0, 0, false, NULL, C(key_file),
+	  "secret shared by all peers (at least 32 bytes, mode 0600); every datagram is encrypted and authenticated with keys derived from it" },
+	{ SECT_CLUSTER, "control_socket", KT_OPT_PATH, "", 0, 0, false, NULL,
+	  C(control_socket),
+	  "Unix socket pgvigilctl talks to; empty means state_dir/pgvigil.sock" },
 
 	{ SECT_HOOKS, "notify_command", KT_COMMAND, "", 0, 0, true,
 	  NOTIFY_CODES, C(notify_command),
@@ -113,10 +126,45 @@ static const struct conf_key conf_keys[] = {
 	  NULL, C(hook_kill_grace_ms),
 	  "time between SIGTERM and SIGKILL for a hook that timed out" },
 
+	{ SECT_WATCHDOG, "heartbeat_interval", KT_DURATION, "100ms", 10, 10000,
+	  false, NULL, W(heartbeat_ms),
+	  "every peer sends a heartbeat to every other peer this often" },
+	{ SECT_WATCHDOG, "election_timeout_min", KT_DURATION, "700ms", 30, 600000,
+	  false, NULL, W(election_min_ms),
+	  "silence from the coordinator after which a peer may stand (lower bound)" },
+	{ SECT_WATCHDOG, "election_timeout_max", KT_DURATION, "1100ms", 40, 600000,
+	  false, NULL, W(election_max_ms),
+	  "upper bound of the randomized election timeout" },
+	{ SECT_WATCHDOG, "lease", KT_DURATION, "500ms", 20, 600000, false, NULL,
+	  W(lease_ms),
+	  "coordinator lease, counted from the send time of the heartbeat a majority echoed" },
+	{ SECT_WATCHDOG, "max_clock_drift", KT_INT, "2", 0, 20, false, NULL,
+	  W(drift_pct),
+	  "clock rate difference between peers, in percent, that the lease must survive" },
+	{ SECT_WATCHDOG, "stall_threshold", KT_DURATION, "300ms", 20, 600000,
+	  false, NULL, W(stall_ms),
+	  "a loop that did not run for this long entered a stall (SIGSTOP, VM pause)" },
+	{ SECT_WATCHDOG, "stall_hold", KT_DURATION, "2s", 0, 600000, false, NULL,
+	  W(stall_hold_ms),
+	  "after a stall the peer neither votes nor stands for this long" },
+	{ SECT_WATCHDOG, "fence_command", KT_COMMAND, "", 0, 0, true, FENCE_CODES,
+	  W(fence_command),
+	  "two peers without a witness: command that fences the other peer (%t id, %a address, %i own id, %T term, %c cluster); exit 0 means fenced" },
+	{ SECT_WATCHDOG, "fence_delay", KT_DURATION, "1s", 0, 600000, false, NULL,
+	  W(fence_delay_ms),
+	  "the peer that did not hold the coordinator role waits this long before fencing" },
+	{ SECT_WATCHDOG, "fence_retry", KT_DURATION, "1s", 10, 600000, false, NULL,
+	  W(fence_retry_ms),
+	  "first retry delay after a failed fence; it doubles up to 30s" },
+
 	{ SECT_PEER, "address", KT_ADDRESS, NULL, 0, 0, false, NULL, P(address),
 	  "IP address of the peer; pgvigil finds itself by this address" },
 	{ SECT_PEER, "port", KT_INT, "5480", 1, 65535, false, NULL, P(port),
 	  "UDP port of the peer's watchdog socket" },
+	{ SECT_PEER, "priority", KT_INT, "1", 0, 255, false, NULL, P(priority),
+	  "higher stands for coordinator first; 0 never becomes coordinator" },
+	{ SECT_PEER, "witness", KT_BOOL, "no", 0, 0, false, NULL, P(witness),
+	  "a witness votes but never becomes coordinator nor holds the VIP" },
 
 	{ SECT_BACKEND, "host", KT_ADDRESS, NULL, 0, 0, true, NULL, B(host),
 	  "IP address of the PostgreSQL server (libpq hostaddr, no DNS)" },
@@ -190,6 +238,7 @@ struct parse {
 	struct inst insts[MAX_INSTS];
 	size_t ninsts;
 	int cur;		/* index into insts, -1: none, -2: bad section */
+	size_t errs_before;	/* errs->n when this load began */
 };
 
 #define PERR(p, ln, fmt, ...) \
@@ -250,9 +299,15 @@ parse_section_name(const char *name, enum sect *sect, int64_t *id,
 		*id = v;
 		return 0;
 	}
-	snprintf(msg, msglen,
-		 "unknown section [%s] (known: [cluster], [hooks], [peer.N], [backend.N])",
-		 name);
+	char known[160] = "";
+
+	for (int s = 0; s < SECT_COUNT; s++) {
+		size_t n = strlen(known);
+
+		snprintf(known + n, sizeof(known) - n, "%s[%s%s]", s ? ", " : "",
+			 sect_names[s], sect_indexed[s] ? ".N" : "");
+	}
+	snprintf(msg, msglen, "unknown section [%s] (known: %s)", name, known);
 	return -1;
 }
 
@@ -522,6 +577,9 @@ format_value(const void *base, const struct conf_key *k, char *buf,
 	case KT_ENUM:
 		enum_name(k->choices, *(const int64_t *)cfield(base, k), buf, len);
 		break;
+	case KT_BOOL:
+		snprintf(buf, len, "%s", *(const int64_t *)cfield(base, k) ? "yes" : "no");
+		break;
 	default: {
 		const char *s = *(char *const *)cfield(base, k);
 
@@ -596,6 +654,17 @@ set_value(void *base, const struct conf_key *k, const char *raw, char *msg,
 		*(int64_t *)field(base, k) = ms;
 		return 0;
 	}
+	case KT_BOOL: {
+		int i = enum_index("no|yes|false|true|off|on|0|1", raw);
+
+		if (i < 0) {
+			snprintf(msg, msglen, "invalid value \"%s\" for \"%s\": expected yes or no",
+				 raw, k->name);
+			return -1;
+		}
+		*(int64_t *)field(base, k) = i % 2;
+		return 0;
+	}
 	case KT_ENUM: {
 		int i = enum_index(k->choices, raw);
 
@@ -658,7 +727,7 @@ set_value(void *base, const struct conf_key *k, const char *raw, char *msg,
 static bool
 is_string_type(enum ktype t)
 {
-	return t != KT_INT && t != KT_DURATION && t != KT_ENUM;
+	return t != KT_INT && t != KT_DURATION && t != KT_ENUM && t != KT_BOOL;
 }
 
 /* ---- load -------------------------------------------------------------- */
@@ -793,6 +862,54 @@ peer_sockaddr(struct conf_peer *pe)
 	}
 }
 
+void
+conf_wd_config(const struct conf *c, int64_t self, struct wd_config *out)
+{
+	size_t witnesses = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->self = (uint8_t)self;
+	out->npeers = c->npeers < WD_MAX_PEERS ? c->npeers : WD_MAX_PEERS;
+	for (size_t i = 0; i < out->npeers; i++) {
+		out->peers[i].id = (uint8_t)c->peers[i].id;
+		out->peers[i].priority = (uint8_t)c->peers[i].priority;
+		out->peers[i].witness = c->peers[i].witness != 0;
+		witnesses += c->peers[i].witness != 0;
+	}
+	out->heartbeat_ms = (uint32_t)c->wd.heartbeat_ms;
+	out->election_min_ms = (uint32_t)c->wd.election_min_ms;
+	out->election_max_ms = (uint32_t)c->wd.election_max_ms;
+	out->lease_ms = (uint32_t)c->wd.lease_ms;
+	out->tilt_ms = (uint32_t)c->wd.stall_ms;
+	out->tilt_hold_ms = (uint32_t)c->wd.stall_hold_ms;
+	out->two_node = c->npeers == 2 && witnesses == 0 && c->wd.fence_command &&
+			c->wd.fence_command[0] != '\0';
+	out->fence_delay_ms = (uint32_t)c->wd.fence_delay_ms;
+	out->fence_retry_ms = (uint32_t)c->wd.fence_retry_ms;
+}
+
+void
+conf_control_socket(const struct conf *c, char *buf, size_t len)
+{
+	if (c->control_socket && c->control_socket[0])
+		snprintf(buf, len, "%s", c->control_socket);
+	else
+		snprintf(buf, len, "%s/pgvigil.sock", c->state_dir);
+}
+
+/* The line a watchdog error is best reported at: the first key it names. */
+static int
+watchdog_line(const struct parse *p, const char *msg)
+{
+	static const char *const keys[] = { "heartbeat_interval", "lease",
+		"election_timeout_max", "election_timeout_min", "stall_threshold" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strstr(msg, keys[i]) && key_line(p, SECT_WATCHDOG, 0, keys[i]))
+			return key_line(p, SECT_WATCHDOG, 0, keys[i]);
+	return key_line(p, SECT_WATCHDOG, 0, "lease");
+}
+
 /* Checks that need more than one setting. */
 static void
 validate(struct parse *p, struct conf *c)
@@ -831,6 +948,37 @@ validate(struct parse *p, struct conf *c)
 				PERR(p, key_line(p, SECT_BACKEND, y->id, "host"),
 				     "[backend.%" PRId64 "] has the same host and port as [backend.%" PRId64 "] (%s port %" PRId64 ")",
 				     y->id, x->id, a2, y->port);
+		}
+	}
+	char sock[512];
+	struct sockaddr_un sun;
+
+	conf_control_socket(c, sock, sizeof(sock));
+	if (strlen(sock) >= sizeof(sun.sun_path)) {
+		int line = c->control_socket && c->control_socket[0]
+			   ? key_line(p, SECT_CLUSTER, 0, "control_socket")
+			   : key_line(p, SECT_CLUSTER, 0, "state_dir");
+
+		PERR(p, line, "control socket path \"%s\" is longer than %zu bytes, the limit of a Unix socket; set control_socket to a shorter path",
+		     sock, sizeof(sun.sun_path) - 1);
+	}
+	/* The election's own checks only make sense on an otherwise valid file. */
+	if (p->errs->n == p->errs_before && c->npeers >= 1 &&
+	    c->npeers <= WD_MAX_PEERS) {
+		struct wd_config wc;
+		char msg[512];
+
+		conf_wd_config(c, c->peers[0].id, &wc);
+		if (wd_check_config(&wc, (unsigned)c->wd.drift_pct, msg, sizeof(msg)) < 0) {
+			int line = strstr(msg, "witness") || strstr(msg, "peers") ||
+				   strstr(msg, "priority")
+				   ? c->peers[c->npeers - 1].line
+				   : watchdog_line(p, msg);
+
+			if (line > 0)
+				PERR(p, line, "%s", msg);
+			else
+				errs_add(p->errs, "%s: %s", p->name, msg);
 		}
 	}
 }
@@ -883,6 +1031,7 @@ conf_load_stream(FILE *f, const char *name, struct conf_errors *errs)
 	p->f = f;
 	p->errs = errs;
 	p->cur = -1;
+	p->errs_before = errs->n;
 
 	/*
 	 * Debian's libinih exposes its build options as variables: values are
@@ -963,8 +1112,9 @@ conf_free(struct conf *c)
 {
 	if (!c)
 		return;
-	free_fields(c, SECT_CLUSTER);
-	free_fields(c, SECT_HOOKS);
+	for (int s = 0; s < SECT_COUNT; s++)
+		if (!sect_indexed[s])
+			free_fields(c, (enum sect)s);
 	for (size_t i = 0; i < c->npeers; i++)
 		free_fields(&c->peers[i], SECT_PEER);
 	for (size_t i = 0; i < c->nbackends; i++)
@@ -1014,7 +1164,7 @@ conf_keep_restart_only(const struct conf *cur, struct conf *fresh,
 
 		if (key->reload)
 			continue;
-		if (key->sect == SECT_CLUSTER || key->sect == SECT_HOOKS) {
+		if (!sect_indexed[key->sect]) {
 			if (!same_value(cur, fresh, key)) {
 				copy_value(fresh, cur, key);
 				errs_add(changed, "%s.%s", sect_names[key->sect], key->name);
@@ -1074,8 +1224,9 @@ void
 conf_dump(const struct conf *c, FILE *out)
 {
 	fprintf(out, "# %s\n", c->path);
-	dump_section(out, c, SECT_CLUSTER, 0);
-	dump_section(out, c, SECT_HOOKS, 0);
+	for (int s = 0; s < SECT_COUNT; s++)
+		if (!sect_indexed[s])
+			dump_section(out, c, (enum sect)s, 0);
 	for (size_t i = 0; i < c->npeers; i++)
 		dump_section(out, &c->peers[i], SECT_PEER, c->peers[i].id);
 	for (size_t i = 0; i < c->nbackends; i++)

@@ -23,6 +23,8 @@ struct conf_peer {
 	int line;		/* line of the section header */
 	char *address;		/* owned: IP literal as written */
 	int64_t port;
+	int64_t priority;	/* 0 = never coordinator */
+	int64_t witness;	/* bool */
 	/* derived from address and port at validation */
 	struct sockaddr_storage sa;
 	socklen_t salen;
@@ -45,10 +47,25 @@ struct conf {
 	char *state_dir;	/* owned */
 	int64_t log_level;	/* enum log_level */
 	int64_t log_destination;	/* enum log_dest */
+	char *key_file;		/* owned */
+	char *control_socket;	/* owned; empty = state_dir/pgvigil.sock */
 	/* [hooks] */
 	char *notify_command;	/* owned; empty = none */
 	int64_t hook_timeout_ms;
 	int64_t hook_kill_grace_ms;
+	/* [watchdog] */
+	struct conf_watchdog {
+		int64_t heartbeat_ms;
+		int64_t election_min_ms;
+		int64_t election_max_ms;
+		int64_t lease_ms;
+		int64_t drift_pct;
+		int64_t stall_ms;
+		int64_t stall_hold_ms;
+		char *fence_command;	/* owned; empty = none */
+		int64_t fence_delay_ms;
+		int64_t fence_retry_ms;
+	} wd;
 	/* [peer.N], [backend.N], sorted by id */
 	struct conf_peer peers[CONF_MAX_PEERS];
 	size_t npeers;
@@ -89,6 +106,15 @@ void conf_dump(const struct conf *c, FILE *out);
 void conf_list_settings(FILE *out);
 
 const struct conf_peer *conf_peer_by_id(const struct conf *c, int64_t id);
+
+struct wd_config;
+/*
+ * Fills the election's configuration for peer self from c. Two voters
+ * without a witness become two-node mode when a fence_command is set.
+ */
+void conf_wd_config(const struct conf *c, int64_t self, struct wd_config *out);
+/* The control socket path: control_socket, or state_dir/pgvigil.sock. */
+void conf_control_socket(const struct conf *c, char *buf, size_t len);
 
 /*
  * Parses a duration: an integer with unit ms, s, min or h; a bare integer

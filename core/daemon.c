@@ -35,7 +35,9 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/state.h"
+#include "ctl/ctl.h"
 #include "hooks/hook.h"
+#include "watchdog/watchdog.h"
 
 #define STATE_FILE "pgvigil.state"
 
@@ -44,11 +46,12 @@ struct daemon {
 	struct conf *conf;	/* owned: the running configuration */
 	struct loop *loop;	/* owned */
 	struct hook_runner *hooks;	/* owned */
+	struct watchdog *wd;	/* owned */
+	struct ctl_server *ctl;	/* owned */
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
-	int udpfd;		/* watchdog socket, bound to our peer address */
 	uint64_t boot_count;	/* starts of this peer, durable */
-	uint64_t udp_dropped;	/* datagrams read and dropped */
+	int exit_code;		/* set when the loop is stopped for a failure */
 	char ctx[32];		/* log context "peer N" */
 };
 
@@ -113,6 +116,7 @@ reload(struct daemon *d)
 			    changed.msgs[i], d->conf_path);
 	conf_free(d->conf);
 	d->conf = fresh;
+	watchdog_reload(d->wd, d->conf);
 	apply_log_settings(d->conf);
 	log_event("config-reloaded", "restart_pending=%zu", changed.n);
 	conf_errors_clear(&changed);
@@ -131,9 +135,12 @@ on_signal(struct loop *loop, int signo, void *arg)
 		break;
 	case SIGTERM:
 	case SIGINT:
-		if (!loop_stopping(loop))
+		if (!loop_stopping(loop)) {
 			log_event("daemon-stopping", "signal=%s",
 				  signo == SIGTERM ? "TERM" : "INT");
+			/* Hand the coordinator role over before leaving. */
+			watchdog_stop(d->wd);
+		}
 		loop_stop(loop);
 		break;
 	default:
@@ -141,49 +148,29 @@ on_signal(struct loop *loop, int signo, void *arg)
 	}
 }
 
-/*
- * The watchdog socket. Until the heartbeat protocol reads it, what arrives
- * is drained and counted so the socket buffer never fills.
- */
+/* The vote file could not be written: this peer must not take part. */
 static void
-on_udp(struct loop *loop, int fd, uint32_t events, void *arg)
+on_watchdog_fatal(void *arg)
 {
 	struct daemon *d = arg;
-	char buf[2048];
 
-	(void)loop;
-	(void)events;
-	for (int i = 0; i < 64; i++) {
-		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-
-		if (n < 0)
-			break;
-		d->udp_dropped++;
-		log_debug("dropped a %zd-byte datagram: no protocol handler", n);
-	}
+	log_error("stopping: a vote that cannot be made durable must not be sent");
+	d->exit_code = EXIT_RUNTIME;
+	loop_stop(d->loop);
 }
 
 static int
-open_udp(struct daemon *d)
+on_control(const char *request, FILE *out, void *arg)
 {
-	const struct conf_peer *me = conf_peer_by_id(d->conf, d->self);
-	int one = 1;
-	int fd = socket(me->sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct daemon *d = arg;
 
-	if (fd < 0) {
-		log_error("could not create UDP socket: %s", strerror(errno));
-		return -1;
-	}
-	if (me->sa.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&me->sa, me->salen) < 0) {
-		log_error("could not bind UDP socket to %s port %" PRId64 ": %s",
-			  me->address, me->port, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	d->udpfd = fd;
-	return 0;
+	if (strcmp(request, "status") == 0)
+		return watchdog_status(d->wd, false, out);
+	if (strcmp(request, "status json") == 0)
+		return watchdog_status(d->wd, true, out);
+	fprintf(out, "unknown request \"%.64s\"\nhint: pgvigilctl --help lists the commands",
+		request);
+	return -1;
 }
 
 /*
@@ -243,12 +230,10 @@ open_state(struct daemon *d)
 static void
 daemon_cleanup(struct daemon *d)
 {
-	/* Hooks first: they may still write to pipes the loop watches. */
+	ctl_server_free(d->ctl);
+	/* Hooks before the watchdog: a fence callback still points at it. */
 	hook_runner_free(d->hooks);
-	if (d->udpfd >= 0) {
-		loop_del_fd(d->loop, d->udpfd);
-		close(d->udpfd);
-	}
+	watchdog_free(d->wd);
 	loop_free(d->loop);
 	if (d->lockfd >= 0)
 		close(d->lockfd);
@@ -258,7 +243,7 @@ daemon_cleanup(struct daemon *d)
 int
 daemon_main(const struct daemon_opts *opts)
 {
-	struct daemon d = { .conf_path = opts->conf_path, .lockfd = -1, .udpfd = -1 };
+	struct daemon d = { .conf_path = opts->conf_path, .lockfd = -1 };
 	struct conf_errors errs = { 0 };
 	char err[512];
 	int rc = EXIT_RUNTIME;
@@ -291,10 +276,20 @@ daemon_main(const struct daemon_opts *opts)
 		log_error("could not create hook runner");
 		goto out;
 	}
-	if (open_state(&d) < 0 || open_udp(&d) < 0)
+	if (open_state(&d) < 0)
 		goto out;
-	if (loop_add_fd(d.loop, d.udpfd, EPOLLIN, on_udp, &d) < 0) {
-		log_error("could not watch UDP socket: %s", strerror(errno));
+	d.wd = watchdog_new(d.loop, d.conf, d.self, d.boot_count, d.hooks,
+			    on_watchdog_fatal, &d, err, sizeof(err));
+	if (!d.wd) {
+		log_error("%s", err);
+		goto out;
+	}
+	char sock[512];
+
+	conf_control_socket(d.conf, sock, sizeof(sock));
+	d.ctl = ctl_server_new(d.loop, sock, on_control, &d, err, sizeof(err));
+	if (!d.ctl) {
+		log_error("%s", err);
 		goto out;
 	}
 	loop_on_signal(d.loop, on_signal, &d);
@@ -308,12 +303,11 @@ daemon_main(const struct daemon_opts *opts)
 		log_error("event loop failed: %s", strerror(errno));
 		goto out;
 	}
-	rc = EXIT_OK;
+	rc = d.exit_code;
 out:
 	daemon_cleanup(&d);
 	if (rc == EXIT_OK)
-		log_event("daemon-stopped", "peer=%" PRId64 " dropped_datagrams=%" PRIu64,
-			  d.self, d.udp_dropped);
+		log_event("daemon-stopped", "peer=%" PRId64, d.self);
 	log_set_context(NULL);
 	return rc;
 }

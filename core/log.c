@@ -101,7 +101,7 @@ log_close(void)
 	log_dest_cur = LOG_DEST_STDERR;
 }
 
-static void
+static void LOG_PRINTF(3, 0)
 log_emit(enum log_level level, const char *prefix, const char *fmt,
 	 va_list ap)
 {

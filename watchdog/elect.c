@@ -616,10 +616,12 @@ on_heartbeat(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m
 	p->leader = m->leader;
 	p->tilt = (m->flags & WD_HB_TILT) != 0;
 	p->stopping = (m->flags & WD_HB_STOPPING) != 0;
-	if (m->hb_seq > p->last_seq) {
-		p->last_seq = m->hb_seq;
-		p->last_seq_at = now;
-	}
+	/*
+	 * Echo the latest heartbeat, not the highest: a restarted peer counts
+	 * from a new base, and an older echo only makes a lease shorter.
+	 */
+	p->last_seq = m->hb_seq;
+	p->last_seq_at = now;
 	if (m->echo_seq && sent_at(wd, m->echo_seq, &at) &&
 	    now >= at + m->echo_delay_ms)
 		p->rtt_ms = (uint32_t)(now - at - m->echo_delay_ms);
@@ -965,8 +967,8 @@ wd_check_config(const struct wd_config *c, unsigned drift_pct, char *err,
 	}
 	if (c->election_min_ms < 3 * c->heartbeat_ms) {
 		snprintf(err, errlen,
-			 "election_timeout_min (%ums) must be at least 3 heartbeat intervals (%ums)",
-			 c->election_min_ms, 3 * c->heartbeat_ms);
+			 "election_timeout_min (%ums) must be at least three times heartbeat_interval (3 x %ums)",
+			 c->election_min_ms, c->heartbeat_ms);
 		return -1;
 	}
 	if (c->election_max_ms <= c->election_min_ms) {
@@ -977,8 +979,8 @@ wd_check_config(const struct wd_config *c, unsigned drift_pct, char *err,
 	}
 	if (c->lease_ms < 2 * c->heartbeat_ms) {
 		snprintf(err, errlen,
-			 "lease (%ums) must be at least 2 heartbeat intervals (%ums) so that it can be renewed",
-			 c->lease_ms, 2 * c->heartbeat_ms);
+			 "lease (%ums) must be at least twice heartbeat_interval (2 x %ums) so that it can be renewed",
+			 c->lease_ms, c->heartbeat_ms);
 		return -1;
 	}
 	if ((uint64_t)c->lease_ms * (100 + drift_pct) >=
@@ -991,7 +993,7 @@ wd_check_config(const struct wd_config *c, unsigned drift_pct, char *err,
 	}
 	if (c->tilt_ms <= c->heartbeat_ms || c->tilt_ms >= c->election_min_ms) {
 		snprintf(err, errlen,
-			 "the stall threshold (%ums) must lie between heartbeat_interval (%ums) and election_timeout_min (%ums)",
+			 "stall_threshold (%ums) must lie between heartbeat_interval (%ums) and election_timeout_min (%ums)",
 			 c->tilt_ms, c->heartbeat_ms, c->election_min_ms);
 		return -1;
 	}
@@ -1020,6 +1022,8 @@ wd_new(const struct wd_config *cfg, const struct wd_durable *d, uint64_t now,
 	/* Boot hold: we may have echoed a lease we no longer remember. */
 	wd->vote_block_until = now + cfg->election_min_ms;
 	wd->heartbeat_at = now;
+	/* Each boot counts heartbeats from its own random base. */
+	wd->hb_seq = (rnd(wd) >> 20) + 1;
 	reset_election_timer(wd, now);
 	return wd;
 }

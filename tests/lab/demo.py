@@ -13,9 +13,11 @@ configuration, run hooks and stop cleanly. Every claim printed is read back
 from the lab (psql output, the daemons' event tokens), not asserted.
 """
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +54,41 @@ def events(pv, since=0, pattern=r"event=\S+"):
         if re.search(pattern, line):
             out.append(re.sub(r"^\S+ \S+ UTC \[\d+\] ", "", line))
     return out
+
+
+def status(lab, host, timeout=0.3):
+    """A peer's status over its control socket (JSON), or None."""
+    path = os.path.join(lab.pgvigil_dir(host)["state"], "pgvigil.sock")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(b"status json\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        first, _, body = data.decode().partition("\n")
+        return json.loads(body) if first == "ok" else None
+    except (OSError, ValueError):
+        return None
+
+
+def wait_coordinator(lab, hosts, timeout, exclude=None):
+    """The host that holds a valid lease, and when it was first seen."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for h in hosts:
+            st = status(lab, h) if h != exclude else None
+            if st and st["lease_remaining_ms"] is not None:
+                return h, time.monotonic()
+        time.sleep(0.005)
+    raise SystemExit(f"no coordinator within {timeout} s")
+
+
+def ctl_status(lab, binary, host):
+    ctl = os.path.join(os.path.dirname(binary), "pgvigilctl")
+    r = lab.run(host, [ctl, "-c", lab.pgvigil_dir(host)["conf"], "status"], timeout=10)
+    return (r.stdout or r.stderr).rstrip().splitlines()
 
 
 def down():
@@ -127,12 +164,43 @@ def demo(binary, keep):
          + [f"  {line}" for line in r.stderr.splitlines()])
 
     step(5, "three pgvigil peers start; each finds its [peer.N] by its own address")
+    t_start = time.monotonic()
     pvs = {h: lab.start_pgvigil(h, binary, conf) for _, h in peers}
     for i, h in peers:
         pvs[h].wait_log(rf"event=daemon-started peer={i} ")
         show(events(pvs[h], pattern=r"event=daemon-started"))
 
-    step(6, "SIGHUP reload is all or nothing")
+    step(6, "they elect a coordinator by majority (encrypted UDP heartbeats, terms, leases)")
+    hosts = [h for _, h in peers]
+    coord, t_elect = wait_coordinator(lab, hosts, 10)
+    show([f"{coord} holds the coordinator lease {1000 * (t_elect - t_start):.0f} ms after start "
+          "(a starting peer first waits election_timeout_min: it may have echoed a lease it forgot)"])
+    time.sleep(0.3)
+    show(["$ pgvigilctl status   (on gw1)"] + ctl_status(lab, binary, "gw1"))
+
+    step(7, "kill -9 of the coordinator: the others elect a new one")
+    old = coord
+    t0 = time.monotonic()
+    pvs[old].signal(signal.SIGKILL)
+    coord, t1 = wait_coordinator(lab, hosts, 10, exclude=old)
+    st = status(lab, coord)
+    show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after the kill (term {st['term']}); "
+          f"{old} is {[p['state'] for p in st['peers'] if 'gw%d' % p['id'] == old][0]} in its view"])
+    pvs[old] = lab.start_pgvigil(old, binary, conf)
+    pvs[old].wait_log(r"event=role-changed role=follower .*reason=\"following\"", timeout=10)
+    show([f"{old} restarted and follows {coord}: the term and the coordinator did not change"])
+
+    step(8, "clean stop of the coordinator hands over at once")
+    old = coord
+    t0 = time.monotonic()
+    pvs[old].signal(signal.SIGTERM)
+    coord, t1 = wait_coordinator(lab, hosts, 10, exclude=old)
+    show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after SIGTERM of {old} (no election timeout)"])
+    assert pvs[old].wait(10) == 0
+    pvs[old] = lab.start_pgvigil(old, binary, conf)
+    pvs[old].wait_log(r"reason=\"following\"", timeout=10)
+
+    step(9, "SIGHUP reload is all or nothing")
     pv = pvs["gw2"]
     good = open(pv.conf_path).read()
     with open(pv.conf_path, "w") as f:
@@ -148,7 +216,7 @@ def demo(binary, keep):
     pv.wait_log(r"event=config-reloaded", since=mark)
     show(events(pv, mark, r"event=config"))
 
-    step(7, "hooks: notify_command ran on every event (shell-quoted placeholders, own process group)")
+    step(10, "hooks: notify_command ran on every event (shell-quoted placeholders, own process group)")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         lines = open(out).read().splitlines() if os.path.exists(out) else []
@@ -157,7 +225,7 @@ def demo(binary, keep):
         time.sleep(0.05)
     show(lines)
 
-    step(8, "a hook that hangs is killed at its timeout, with its grandchild")
+    step(11, "a hook that hangs is killed at its timeout, with its grandchild")
     hung = os.path.join(lab.workdir, "hung.conf")
     with open(hung, "w") as f:
         f.write(good.replace(f"echo $(date +%%T) peer %i: %e >> {out}",
@@ -171,14 +239,14 @@ def demo(binary, keep):
     gone = not os.path.exists(f"/proc/{gc}")
     show([f"grandchild {gc} (sleep 600): {'gone' if gone else 'STILL RUNNING'}"])
 
-    step(9, "clean stop: SIGTERM")
+    step(12, "clean stop: SIGTERM")
     for _, h in peers:
         rc = pvs[h].stop()
         show(events(pvs[h], pattern=r"event=daemon-stop") + [f"exit status {rc}"])
 
     say()
     say(f"{BOLD}The lab came up and ran in {time.monotonic() - t0:.1f} s.{RESET} "
-        "Next stages add the coordinator election, the VIP and failover to this drill.")
+        "Next stages add the VIP and PostgreSQL failover to this drill.")
     say(f"Logs and data: {lab.workdir}")
     if keep:
         # The daemons were stopped in step 9; restart them so the lab keeps running.

@@ -1250,6 +1250,15 @@ host    replication  all   2001:db8::/64  trust
         return {"dir": base, "conf": os.path.join(base, "pgvigil.conf"),
                 "state": os.path.join(base, "state"), "log": os.path.join(base, "pgvigil.log")}
 
+    def cluster_key(self) -> str:
+        """The lab's cluster key file (32 random bytes as hex, mode 0600), made once."""
+        path = os.path.join(self.workdir, "cluster.key")
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+        return path
+
     def pgvigil_config(self, peers, backends=(), extra_sections: str = "", state_dir=None,
                        name: str = "lab", log_level: str = "info", peer_port: int = 5480,
                        hooks: dict | None = None, cluster_extra: dict | None = None) -> str:
@@ -1258,7 +1267,7 @@ host    replication  all   2001:db8::/64  trust
         PostgreSQL instance).  state_dir=None renders the token @STATE_DIR@, which
         start_pgvigil() replaces with that host's state directory."""
         out = ["[cluster]", f"name = {name}", f"state_dir = {state_dir or '@STATE_DIR@'}",
-               f"log_level = {log_level}"]
+               f"log_level = {log_level}", f"key_file = {self.cluster_key()}"]
         for k, v in (cluster_extra or {}).items():
             out.append(f"{k} = {v}")
         if hooks:

@@ -336,6 +336,49 @@ test_elect_restarted_peer_keeps_term_and_vote(void **s)
 }
 
 static void
+prefer_one(struct wd_config *c)
+{
+	c->peers[0].priority = 5;
+}
+
+/*
+ * A peer that restarted counts its heartbeats anew; the others must echo
+ * its new heartbeats, or it can win an election but never hold a lease.
+ */
+static void
+test_elect_restarted_peer_can_lead_again(void **s)
+{
+	(void)s;
+	setup_n(3, prefer_one);
+	/* Long enough for the others to have seen many of peer 1's heartbeats. */
+	run_until(H.now + 10000);
+	assert_int_equal(leader_with_lease(), 1);
+	crash(1);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+
+	assert_true(l == 2 || l == 3);
+	/* Peer 1 returns and follows: leader stickiness keeps l in place. */
+	restart(1);
+	run_until(H.now + 2000);
+	assert_int_equal(leader_with_lease(), l);
+	/* The coordinator goes; peer 1 (preferred) stands first and must win. */
+	crash(l);
+	uint64_t until = H.now + 4000;
+
+	while (H.now < until && leader_with_lease() != 1)
+		run_until(H.now + 10);
+	assert_int_equal(leader_with_lease(), 1);
+	/* ...and keep its lease through the echoes of its new-boot heartbeats. */
+	for (int k = 0; k < 30; k++) {
+		run_until(H.now + 100);
+		assert_int_equal(leader_with_lease(), 1);
+	}
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
 test_elect_stalled_coordinator_steps_down_and_tilts(void **s)
 {
 	(void)s;
@@ -557,6 +600,7 @@ main(void)
 		cmocka_unit_test(test_elect_partitioned_peer_does_not_disturb_on_return),
 		cmocka_unit_test(test_elect_votes_are_durable_before_sent),
 		cmocka_unit_test(test_elect_restarted_peer_keeps_term_and_vote),
+		cmocka_unit_test(test_elect_restarted_peer_can_lead_again),
 		cmocka_unit_test(test_elect_stalled_coordinator_steps_down_and_tilts),
 		cmocka_unit_test(test_elect_clean_stop_hands_over_at_once),
 		cmocka_unit_test(test_elect_priority_orders_and_zero_never_stands),
