@@ -24,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,6 +53,7 @@ struct daemon {
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
 	uint64_t boot_count;	/* starts of this peer, durable */
+	uint64_t boot_id;	/* this start's wire identity, durable, increasing */
 	int exit_code;		/* set when the loop is stopped for a failure */
 	char ctx[32];		/* log context "peer N" */
 };
@@ -177,10 +180,32 @@ on_control(const char *request, FILE *out, void *arg)
  * Reads the state file, checks it belongs to this cluster and peer, counts
  * this start and makes that durable before anything is sent.
  */
+/*
+ * The boot id names this start on the wire (each boot has its own keys,
+ * and peers drop datagrams of an older boot). It must grow from one start
+ * to the next even when the state directory was lost or a snapshot was
+ * restored, so it is taken from the wall clock: seconds since the epoch in
+ * the high bits, 24 random bits below, and never less than the last one
+ * recorded plus one, in case the clock stepped back. This is the only use
+ * of the wall clock besides log timestamps; no timing depends on it.
+ */
+static uint64_t
+next_boot_id(uint64_t last)
+{
+	uint32_t rnd = 0;
+	uint64_t id;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint32_t)getpid();
+	id = ((uint64_t)time(NULL) << 24) | (rnd & 0xffffff);
+	return id > last ? id : last + 1;
+}
+
 static int
 open_state(struct daemon *d)
 {
 	struct state *st = NULL;
+	uint64_t last_boot = 0;
 	char err[512];
 	int rc;
 
@@ -213,11 +238,14 @@ open_state(struct daemon *d)
 			return -1;
 		}
 		state_get_u64(st, "boot_count", &d->boot_count);
+		state_get_u64(st, "boot_id", &last_boot);
 	}
 	d->boot_count++;
+	d->boot_id = next_boot_id(last_boot);
 	if (state_set(st, "cluster", d->conf->cluster_name) < 0 ||
 	    state_set_u64(st, "peer_id", (uint64_t)d->self) < 0 ||
 	    state_set_u64(st, "boot_count", d->boot_count) < 0 ||
+	    state_set_u64(st, "boot_id", d->boot_id) < 0 ||
 	    state_write(st, d->conf->state_dir, STATE_FILE, err, sizeof(err)) < 0) {
 		log_error("could not record this start in the state file: %s", err);
 		state_free(st);
@@ -278,7 +306,7 @@ daemon_main(const struct daemon_opts *opts)
 	}
 	if (open_state(&d) < 0)
 		goto out;
-	d.wd = watchdog_new(d.loop, d.conf, d.self, d.boot_count, d.hooks,
+	d.wd = watchdog_new(d.loop, d.conf, d.self, d.boot_id, d.hooks,
 			    on_watchdog_fatal, &d, err, sizeof(err));
 	if (!d.wd) {
 		log_error("%s", err);

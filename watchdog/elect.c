@@ -49,6 +49,7 @@ struct peer {
 	uint64_t last_seq;	/* newest hb_seq received from it */
 	uint64_t last_seq_at;	/* when */
 	uint64_t acked_seq;	/* as coordinator: newest of our seqs it echoed */
+	uint32_t lease_left_ms;	/* as announced in its last heartbeat */
 	bool prevote;		/* granted in the current round */
 	bool vote;
 	bool fenced;		/* two-node: we fenced it; it has not spoken since */
@@ -616,6 +617,7 @@ on_heartbeat(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m
 	p->leader = m->leader;
 	p->tilt = (m->flags & WD_HB_TILT) != 0;
 	p->stopping = (m->flags & WD_HB_STOPPING) != 0;
+	p->lease_left_ms = m->role == WD_LEADER ? m->lease_left_ms : 0;
 	/*
 	 * Echo the latest heartbeat, not the highest: a restarted peer counts
 	 * from a new base, and an older echo only makes a lease shorter.
@@ -1104,6 +1106,8 @@ wd_peer_status(const struct wd *wd, uint8_t id, uint64_t now,
 		st->role = wd->role;
 		st->leader = wd->leader;
 		st->tilt = in_tilt(wd, now);
+		if (wd_has_lease(wd, now))
+			st->lease_left_ms = (uint32_t)(wd->lease_end - now);
 		return 0;
 	}
 	st->last_heard = p->last_heard;
@@ -1112,6 +1116,8 @@ wd_peer_status(const struct wd *wd, uint8_t id, uint64_t now,
 	st->role = p->role;
 	st->leader = p->leader;
 	st->tilt = p->tilt;
+	if (p->last_heard && now - p->last_heard < p->lease_left_ms)
+		st->lease_left_ms = p->lease_left_ms - (uint32_t)(now - p->last_heard);
 	if (p->fenced)
 		st->state = WD_PEER_FENCED;
 	else if (!p->last_heard)

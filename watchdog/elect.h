@@ -137,6 +137,9 @@ struct wd_peer_status {
 	enum wd_role role;	/* last role the peer announced */
 	uint8_t leader;		/* coordinator the peer follows */
 	bool tilt;
+	/* Lease the peer announced as coordinator, less the time since: for
+	 * display only, never for a decision. */
+	uint32_t lease_left_ms;
 };
 
 struct wd_counters {

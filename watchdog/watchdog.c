@@ -120,7 +120,7 @@ send_msg(struct watchdog *w, uint8_t to, const struct wd_msg *m)
 
 	if (!p)
 		return;
-	n = wire_seal(w->wire, m, out, sizeof(out));
+	n = wire_seal(w->wire, to, m, out, sizeof(out));
 	if (n < 0 || sendto(w->fd, out, (size_t)n, MSG_DONTWAIT,
 			    (const struct sockaddr *)&p->sa, p->salen) < 0) {
 		w->send_errors++;
@@ -370,7 +370,7 @@ read_vote(struct watchdog *w, struct wd_durable *d, char *err, size_t errlen)
 
 struct watchdog *
 watchdog_new(struct loop *loop, const struct conf *conf, int64_t self,
-	     uint64_t boot_count, struct hook_runner *hooks,
+	     uint64_t boot_id, struct hook_runner *hooks,
 	     void (*on_fatal)(void *arg), void *arg, char *err, size_t errlen)
 {
 	struct watchdog *w = calloc(1, sizeof(*w));
@@ -399,9 +399,8 @@ watchdog_new(struct loop *loop, const struct conf *conf, int64_t self,
 	    read_vote(w, &d, err, errlen) < 0 ||
 	    wire_load_key(conf->key_file, secret, sizeof(secret), &slen, err, errlen) < 0)
 		goto fail;
-	/* Boot id: the durable boot count, then random bits against a restored snapshot. */
 	w->wire = wire_new(conf->cluster_name, secret, slen, (uint8_t)self,
-			   (boot_count << 24) | (rnd & 0xffffff), err, errlen);
+			   boot_id, err, errlen);
 	explicit_bzero(secret, sizeof(secret));
 	if (!w->wire)
 		goto fail;
@@ -558,6 +557,18 @@ status_json(struct watchdog *w, uint64_t now, FILE *out)
 			json_null(&j);
 		json_key(&j, "tilt");
 		json_bool(&j, st.tilt);
+		json_key(&j, "lease_left_ms");
+		if (st.lease_left_ms)
+			json_uint(&j, st.lease_left_ms);
+		else
+			json_null(&j);
+		json_key(&j, "boot_id");
+		if (p->id == w->self)
+			json_uint(&j, wire_boot_id(w->wire));
+		else if (wire_peer_boot(w->wire, (uint8_t)p->id))
+			json_uint(&j, wire_peer_boot(w->wire, (uint8_t)p->id));
+		else
+			json_null(&j);
 		json_end_object(&j);
 	}
 	json_end_array(&j);
@@ -612,12 +623,12 @@ status_table(struct watchdog *w, uint64_t now, FILE *out)
 			wd_lease_end(w->wd) - now);
 	if (wd_in_tilt(w->wd, now))
 		fprintf(out, ", in tilt");
-	fprintf(out, "\n\n  %-3s %-28s %-13s %-8s %6s %12s %8s\n", "ID", "ADDRESS",
-		"ROLE", "STATE", "TERM", "LAST HEARD", "RTT");
+	fprintf(out, "\n\n  %-3s %-28s %-13s %-8s %6s %12s %8s %8s\n", "ID", "ADDRESS",
+		"ROLE", "STATE", "TERM", "LAST HEARD", "RTT", "LEASE");
 	for (size_t i = 0; i < w->conf->npeers; i++) {
 		const struct conf_peer *p = &w->conf->peers[i];
 		struct wd_peer_status st;
-		char addr[64], heard[24] = "-", rtt[16] = "-", role[24];
+		char addr[64], heard[24] = "-", rtt[16] = "-", role[24], lease[16] = "-";
 
 		if (wd_peer_status(w->wd, (uint8_t)p->id, now, &st) < 0)
 			continue;
@@ -632,9 +643,11 @@ status_table(struct watchdog *w, uint64_t now, FILE *out)
 		snprintf(role, sizeof(role), "%s%s",
 			 st.state == WD_PEER_UP ? wd_role_name(st.role) : "-",
 			 p->witness ? "/witness" : "");
-		fprintf(out, "%c %-3" PRId64 " %-28s %-13s %-8s %6" PRIu64 " %12s %8s\n",
+		if (st.lease_left_ms)
+			snprintf(lease, sizeof(lease), "%u ms", st.lease_left_ms);
+		fprintf(out, "%c %-3" PRId64 " %-28s %-13s %-8s %6" PRIu64 " %12s %8s %8s\n",
 			p->id == coord ? '*' : ' ', p->id, addr, role,
-			wd_peer_state_name(st.state), st.term, heard, rtt);
+			wd_peer_state_name(st.state), st.term, heard, rtt, lease);
 	}
 }
 

@@ -18,14 +18,15 @@ struct hook_runner;
 struct watchdog;
 
 /*
- * Starts the watchdog of peer self: binds its UDP socket, reads the durable
+ * Starts the watchdog of peer self, speaking as boot boot_id (increasing
+ * from one start to the next, see daemon.c): binds its UDP socket, reads the durable
  * term and vote (a corrupt file is an error), loads the key, and arms the
  * timer. conf, loop and hooks are borrowed and must outlive it. on_fatal is
  * called when the vote file cannot be written: a peer that cannot make its
  * vote durable must not take part (S5). Returns NULL with err set.
  */
 struct watchdog *watchdog_new(struct loop *loop, const struct conf *conf,
-			      int64_t self, uint64_t boot_count,
+			      int64_t self, uint64_t boot_id,
 			      struct hook_runner *hooks,
 			      void (*on_fatal)(void *arg), void *arg,
 			      char *err, size_t errlen);

@@ -11,9 +11,12 @@
  *   sender (1 byte), boot_id (8 bytes, big-endian); 32 bytes out.
  * - Nonce: 4 zero bytes, then seq as 8 bytes big-endian.
  * - AAD: the 32 header bytes exactly as sent.
- * - The reserved header bytes are checked after the tag verified, so a
+ * - The recipient byte is checked with the structure, before any key work:
+ *   a frame for another peer is WIRE_R_NOT_FOR_US (rewriting the byte to
+ *   our id breaks the tag, so a copied frame counts as WIRE_R_AUTH).
+ * - The reserved header byte is checked after the tag verified, so a
  *   forged or corrupted frame counts as WIRE_R_AUTH; an authentic frame
- *   with nonzero reserved bytes (from a sender that gives them a meaning we
+ *   with a nonzero reserved byte (from a sender that gives it a meaning we
  *   do not know) counts as WIRE_R_MALFORMED like an undecodable body.
  * - Boot id 0 is never used by a sender (wire_new refuses it, and
  *   wire_peer_boot uses 0 for "none"); an authentic frame with boot id 0
@@ -92,7 +95,8 @@
 #define OFF_MAGIC 0
 #define OFF_VERSION 4
 #define OFF_SENDER 5
-#define OFF_RESERVED 6
+#define OFF_RECIPIENT 6
+#define OFF_RESERVED 7
 #define OFF_CLUSTER 8
 #define OFF_BOOT 16
 #define OFF_SEQ 24
@@ -130,6 +134,7 @@ static const char *const reject_names[WIRE_R_COUNT] = {
 	[WIRE_R_CLUSTER] = "cluster",
 	[WIRE_R_UNKNOWN_SENDER] = "unknown-sender",
 	[WIRE_R_SELF] = "self",
+	[WIRE_R_NOT_FOR_US] = "not-for-us",
 	[WIRE_R_AUTH] = "auth",
 	[WIRE_R_STALE_BOOT] = "stale-boot",
 	[WIRE_R_REPLAY] = "replay",
@@ -688,7 +693,8 @@ wire_add_peer(struct wire *w, uint8_t id)
 /* ---- seal and open ---- */
 
 ssize_t
-wire_seal(struct wire *w, const struct wd_msg *m, uint8_t *out, size_t cap)
+wire_seal(struct wire *w, uint8_t to, const struct wd_msg *m, uint8_t *out,
+	  size_t cap)
 {
 	uint8_t nonce[WIRE_NONCE_LEN];
 	ssize_t blen;
@@ -707,8 +713,8 @@ wire_seal(struct wire *w, const struct wd_msg *m, uint8_t *out, size_t cap)
 	memcpy(out + OFF_MAGIC, WIRE_MAGIC, 4);
 	out[OFF_VERSION] = WIRE_VERSION;
 	out[OFF_SENDER] = w->self;
+	out[OFF_RECIPIENT] = to;
 	out[OFF_RESERVED] = 0;
-	out[OFF_RESERVED + 1] = 0;
 	memcpy(out + OFF_CLUSTER, w->cluster_id, WIRE_CLUSTER_ID_LEN);
 	store_be64(out + OFF_BOOT, w->boot);
 	store_be64(out + OFF_SEQ, w->seq);
@@ -786,6 +792,8 @@ wire_open(struct wire *w, const uint8_t *in, size_t len, uint8_t *from,
 	sender = in[OFF_SENDER];
 	if (sender == w->self)
 		return reject(w, WIRE_R_SELF);
+	if (in[OFF_RECIPIENT] != w->self)
+		return reject(w, WIRE_R_NOT_FOR_US);
 	if (!w->slot_of[sender])
 		return reject(w, WIRE_R_UNKNOWN_SENDER);
 	p = &w->peers[w->slot_of[sender] - 1];
@@ -829,7 +837,7 @@ wire_open(struct wire *w, const uint8_t *in, size_t len, uint8_t *from,
 			goto out;
 		}
 	}
-	if (in[OFF_RESERVED] != 0 || in[OFF_RESERVED + 1] != 0 ||
+	if (in[OFF_RESERVED] != 0 ||
 	    wire_decode_body(w->body, ctlen, &msg) < 0) {
 		r = WIRE_R_MALFORMED;
 		goto out;

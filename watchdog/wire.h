@@ -9,9 +9,11 @@
  *   0  magic        4  "PGVW"
  *   4  version      1  WIRE_VERSION
  *   5  sender       1  peer id
- *   6  reserved     2  zero
+ *   6  recipient    1  peer id the frame is for
+ *   7  reserved     1  zero
  *   8  cluster_id   8  first 8 bytes of SHA-256("pgvigil cluster " + name)
- *  16  boot_id      8  sender's boot: durable boot count << 24 | 24 random bits
+ *  16  boot_id      8  sender's boot: grows with every start (epoch seconds
+ *                     << 24 | 24 random bits, kept above the last one)
  *  24  seq          8  per-boot sequence, from 1
  *  32  ciphertext   n  the encoded struct wd_msg
  *  32+n tag        16  Poly1305 tag over header (AAD) and ciphertext
@@ -20,7 +22,12 @@
  * info = "pgvigil wire v1" | sender | boot_id), so the 96-bit nonce (seq,
  * zero-padded) never repeats under one key even across restarts.
  *
- * Receive order: structure (length, magic, version, cluster, sender) ->
+ * The recipient is authenticated with the rest of the header: a frame one
+ * peer sent to another (a vote granted to one candidate, say) cannot be
+ * copied to a third and accepted there.
+ *
+ * Receive order: structure (length, magic, version, cluster, sender,
+ * recipient) ->
  * key -> AEAD open -> boot and replay window. The replay state moves only
  * after the tag verified. Every rejection has a counter.
  */
@@ -49,6 +56,7 @@ enum wire_reject {
 	WIRE_R_CLUSTER,		/* another cluster's frame */
 	WIRE_R_UNKNOWN_SENDER,	/* sender id not configured */
 	WIRE_R_SELF,		/* our own id: a loop or a forgery */
+	WIRE_R_NOT_FOR_US,	/* addressed to another peer */
 	WIRE_R_AUTH,		/* tag did not verify (forged, corrupt, wrong key) */
 	WIRE_R_STALE_BOOT,	/* boot id older than the newest seen */
 	WIRE_R_REPLAY,		/* sequence already seen or left the window */
@@ -79,11 +87,11 @@ void wire_free(struct wire *w);
 int wire_add_peer(struct wire *w, uint8_t id);
 
 /*
- * Encodes and seals m into out (cap >= WIRE_MAX_DGRAM), using the next
- * sequence number. Returns the datagram length, or -1.
+ * Encodes and seals m for peer `to` into out (cap >= WIRE_MAX_DGRAM), using
+ * the next sequence number. Returns the datagram length, or -1.
  */
-ssize_t wire_seal(struct wire *w, const struct wd_msg *m, uint8_t *out,
-		  size_t cap);
+ssize_t wire_seal(struct wire *w, uint8_t to, const struct wd_msg *m,
+		  uint8_t *out, size_t cap);
 
 /*
  * Checks and opens one datagram. On WIRE_OK, *from and *m are set;
