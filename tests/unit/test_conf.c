@@ -16,9 +16,10 @@
 
 #include "core/conf.h"
 #include "core/log.h"
+#include "watchdog/elect.h"
 
-#define PEERS "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\n"
-#define CLUSTER "[cluster]\nname = t\nstate_dir = /tmp/x\n"
+#define PEERS "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\nwitness = yes\n"
+#define CLUSTER "[cluster]\nname = t\nstate_dir = /tmp/x\nkey_file = /tmp/k\n"
 
 static struct conf *
 load(const char *text, struct conf_errors *errs)
@@ -63,13 +64,13 @@ test_conf_syntax_error_names_the_line(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "just words\n" PEERS,
-	       "t.conf:4: syntax error: expected \"name = value\" or \"[section]\"");
+	       "t.conf:5: syntax error: expected \"name = value\" or \"[section]\"");
 	EXPECT(CLUSTER "[peer.1\n" PEERS,
-	       "t.conf:4: syntax error: a section header is written [name]");
+	       "t.conf:5: syntax error: a section header is written [name]");
 	EXPECT(CLUSTER "= x\n" PEERS,
-	       "t.conf:4: syntax error: setting name missing before \"=\"");
+	       "t.conf:5: syntax error: setting name missing before \"=\"");
 	EXPECT(CLUSTER "log_level: info\n" PEERS,
-	       "t.conf:4: syntax error: expected \"name = value\" or \"[section]\"");
+	       "t.conf:5: syntax error: expected \"name = value\" or \"[section]\"");
 }
 
 static void
@@ -77,7 +78,7 @@ test_conf_unknown_section_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "[vip]\naddress = 192.0.2.200\n" PEERS,
-	       "t.conf:4: unknown section [vip] (known: [cluster], [hooks], [peer.N], [backend.N])");
+	       "t.conf:5: unknown section [vip] (known: [cluster], [hooks], [watchdog], [peer.N], [backend.N])");
 }
 
 static void
@@ -85,13 +86,13 @@ test_conf_section_ids_are_checked(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "[peer]\n" PEERS,
-	       "t.conf:4: section [peer] needs an id: write [peer.N] with N from 1 to 255");
+	       "t.conf:5: section [peer] needs an id: write [peer.N] with N from 1 to 255");
 	EXPECT(CLUSTER "[peer.0]\n" PEERS,
-	       "t.conf:4: invalid section [peer.0]: the id must be a number from 1 to 255");
+	       "t.conf:5: invalid section [peer.0]: the id must be a number from 1 to 255");
 	EXPECT(CLUSTER "[backend.256]\n" PEERS,
-	       "t.conf:4: invalid section [backend.256]: the id must be a number from 1 to 255");
+	       "t.conf:5: invalid section [backend.256]: the id must be a number from 1 to 255");
 	EXPECT(CLUSTER "[peer.01]\n" PEERS,
-	       "t.conf:4: invalid section [peer.01]: the id must be a number from 1 to 255");
+	       "t.conf:5: invalid section [peer.01]: the id must be a number from 1 to 255");
 }
 
 static void
@@ -99,9 +100,9 @@ test_conf_duplicate_section_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER PEERS "[peer.1]\nport = 1\n",
-	       "t.conf:8: section [peer.1] appears twice (first at line 4)");
+	       "t.conf:10: section [peer.1] appears twice (first at line 5)");
 	EXPECT(CLUSTER "[cluster]\n" PEERS,
-	       "t.conf:4: section [cluster] appears twice (first at line 1)");
+	       "t.conf:5: section [cluster] appears twice (first at line 1)");
 }
 
 static void
@@ -109,9 +110,9 @@ test_conf_unknown_setting_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "colour = blue\n" PEERS,
-	       "t.conf:4: unknown setting \"colour\" in section [cluster]");
+	       "t.conf:5: unknown setting \"colour\" in section [cluster]");
 	EXPECT(CLUSTER PEERS "colour = blue\n",
-	       "t.conf:8: unknown setting \"colour\" in section [peer.2]");
+	       "t.conf:10: unknown setting \"colour\" in section [peer.2]");
 }
 
 static void
@@ -119,7 +120,7 @@ test_conf_duplicate_setting_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "log_level = info\nlog_level = debug\n" PEERS,
-	       "t.conf:5: setting \"log_level\" appears twice (first at line 4)");
+	       "t.conf:6: setting \"log_level\" appears twice (first at line 5)");
 }
 
 static void
@@ -135,23 +136,23 @@ test_conf_bad_values_are_errors(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER PEERS "port = 70000\n",
-	       "t.conf:8: value 70000 for \"port\" is out of range (1 to 65535)");
+	       "t.conf:10: value 70000 for \"port\" is out of range (1 to 65535)");
 	EXPECT(CLUSTER PEERS "port = 54x\n",
-	       "t.conf:8: invalid value \"54x\" for \"port\": expected an integer");
+	       "t.conf:10: invalid value \"54x\" for \"port\": expected an integer");
 	EXPECT(CLUSTER "log_level = loud\n" PEERS,
-	       "t.conf:4: invalid value \"loud\" for \"log_level\": expected one of error|warning|info|debug");
+	       "t.conf:5: invalid value \"loud\" for \"log_level\": expected one of error|warning|info|debug");
 	EXPECT(CLUSTER "[hooks]\nhook_timeout = 5 parsecs\n" PEERS,
-	       "t.conf:5: invalid value \"5 parsecs\" for \"hook_timeout\": expected a duration such as 500ms, 2s or 1min");
+	       "t.conf:6: invalid value \"5 parsecs\" for \"hook_timeout\": expected a duration such as 500ms, 2s or 1min");
 	EXPECT(CLUSTER "[hooks]\nhook_timeout = 3d\n" PEERS,
-	       "t.conf:5: invalid value \"3d\" for \"hook_timeout\": expected a duration such as 500ms, 2s or 1min");
+	       "t.conf:6: invalid value \"3d\" for \"hook_timeout\": expected a duration such as 500ms, 2s or 1min");
 	EXPECT(CLUSTER "[hooks]\nhook_timeout = 10ms\n" PEERS,
-	       "t.conf:5: value 10ms for \"hook_timeout\" is out of range (100ms to 24h)");
-	EXPECT("[cluster]\nname = has space\n" PEERS,
+	       "t.conf:6: value 10ms for \"hook_timeout\" is out of range (100ms to 24h)");
+	EXPECT("[cluster]\nname = has space\nkey_file = /k\n" PEERS,
 	       "t.conf:2: invalid value \"has space\" for \"name\": use 1 to 63 letters, digits, \"_\", \".\" or \"-\"");
-	EXPECT("[cluster]\nname = t\nstate_dir = var/lib\n" PEERS,
+	EXPECT("[cluster]\nname = t\nstate_dir = var/lib\nkey_file = /k\n" PEERS,
 	       "t.conf:3: invalid value \"var/lib\" for \"state_dir\": expected an absolute path");
 	EXPECT(CLUSTER "[peer.1]\naddress = db1.example\n",
-	       "t.conf:5: invalid value \"db1.example\" for \"address\": expected an IPv4 or IPv6 address (host names are not resolved)");
+	       "t.conf:6: invalid value \"db1.example\" for \"address\": expected an IPv4 or IPv6 address (host names are not resolved)");
 }
 
 static void
@@ -159,7 +160,7 @@ test_conf_unknown_placeholder_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "[hooks]\nnotify_command = /bin/echo %e %Q\n" PEERS,
-	       "t.conf:5: invalid value for \"notify_command\": unknown placeholder %Q in hook command");
+	       "t.conf:6: invalid value for \"notify_command\": unknown placeholder %Q in hook command");
 }
 
 static void
@@ -167,11 +168,12 @@ test_conf_missing_required_setting_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "[peer.1]\nport = 5480\n",
-	       "t.conf:4: section [peer.1] lacks the required setting \"address\"");
+	       "t.conf:5: section [peer.1] lacks the required setting \"address\"");
 	EXPECT(PEERS,
-	       "t.conf: section [cluster] with the required setting \"name\" is missing");
+	       "t.conf: section [cluster] with the required setting \"name\" is missing",
+	       "t.conf: section [cluster] with the required setting \"key_file\" is missing");
 	EXPECT(CLUSTER PEERS "[backend.1]\nport = 5432\n",
-	       "t.conf:8: section [backend.1] lacks the required setting \"host\"");
+	       "t.conf:10: section [backend.1] lacks the required setting \"host\"");
 }
 
 static void
@@ -181,12 +183,51 @@ test_conf_cross_field_contradictions_are_errors(void **s)
 	EXPECT(CLUSTER,
 	       "t.conf: no [peer.N] section: list every pgvigil peer, this one included");
 	EXPECT(CLUSTER PEERS "[peer.3]\naddress = 192.0.2.1\n",
-	       "t.conf:9: [peer.3] has the same address and port as [peer.1] (192.0.2.1 port 5480)");
+	       "t.conf:11: [peer.3] has the same address and port as [peer.1] (192.0.2.1 port 5480)");
 	/* The same address written two ways is still the same address. */
 	EXPECT(CLUSTER "[peer.1]\naddress = 2001:db8::1\n[peer.2]\naddress = 2001:DB8:0::1\n",
-	       "t.conf:7: [peer.2] has the same address and port as [peer.1] (2001:db8::1 port 5480)");
+	       "t.conf:8: [peer.2] has the same address and port as [peer.1] (2001:db8::1 port 5480)");
 	EXPECT(CLUSTER PEERS "[backend.1]\nhost = 192.0.2.11\n[backend.2]\nhost = 192.0.2.11\n",
-	       "t.conf:11: [backend.2] has the same host and port as [backend.1] (192.0.2.11 port 5432)");
+	       "t.conf:13: [backend.2] has the same host and port as [backend.1] (192.0.2.11 port 5432)");
+}
+
+static void
+test_conf_watchdog_timings_and_topology_are_checked(void **s)
+{
+	(void)s;
+	/* The lease must end before another peer's election timeout can. */
+	EXPECT(CLUSTER PEERS "[watchdog]\nelection_timeout_min = 600ms\nlease = 600ms\n",
+	       "t.conf:12: lease (600ms) must end before election_timeout_min (600ms) can elapse on another peer: with a clock drift bound of 2%, lease * 102 must be below election_timeout_min * 98");
+	EXPECT(CLUSTER PEERS "[watchdog]\nelection_timeout_max = 500ms\n",
+	       "t.conf:11: election_timeout_max (500ms) must be above election_timeout_min (700ms)");
+	EXPECT(CLUSTER PEERS "[watchdog]\nheartbeat_interval = 300ms\n",
+	       "t.conf:11: election_timeout_min (700ms) must be at least three times heartbeat_interval (3 x 300ms)");
+	/* Two peers, no witness, no fence command: refused with the remedy. */
+	EXPECT(CLUSTER "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\n",
+	       "t.conf:7: two peers without a witness cannot form a majority after one fails: add a witness peer or a fence_command");
+	EXPECT(CLUSTER "[peer.1]\naddress = 192.0.2.1\npriority = 0\n"
+	       "[peer.2]\naddress = 192.0.2.2\nwitness = yes\n",
+	       "t.conf:8: no peer can become coordinator: give at least one non-witness peer a priority above 0");
+	EXPECT(CLUSTER PEERS "[watchdog]\nfence_command = fence %x\n",
+	       "t.conf:11: invalid value for \"fence_command\": unknown placeholder %x in hook command");
+	EXPECT(CLUSTER "[peer.1]\naddress = 192.0.2.1\nwitness = maybe\n" PEERS,
+	       "t.conf:7: invalid value \"maybe\" for \"witness\": expected yes or no",
+	       "t.conf:8: section [peer.1] appears twice (first at line 5)");
+
+	/* With a fence command, two peers are two-node mode. */
+	struct conf_errors errs = { 0 };
+	struct conf *c = load(CLUSTER "[watchdog]\nfence_command = /bin/fence %t %a\n"
+			      "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\n",
+			      &errs);
+	struct wd_config wc;
+
+	assert_non_null(c);
+	conf_wd_config(c, 2, &wc);
+	assert_true(wc.two_node);
+	assert_int_equal(wc.self, 2);
+	assert_int_equal(wc.npeers, 2);
+	assert_int_equal(wc.lease_ms, 500);
+	conf_free(c);
 }
 
 static void
@@ -201,7 +242,7 @@ test_conf_line_too_long_is_an_error(void **s)
 
 	memset(text + n, 'a', 4200);
 	strcpy(text + n + 4200, "\n" PEERS);
-	EXPECT(text, "t.conf:5: line is too long (at most 4096 characters)");
+	EXPECT(text, "t.conf:6: line is too long (at most 4096 characters)");
 	free(text);
 }
 
@@ -210,9 +251,10 @@ test_conf_every_error_is_reported_in_line_order(void **s)
 {
 	(void)s;
 	EXPECT("[cluster]\nname = bad name\nlog_level = loud\n[nope]\n[peer.1]\naddress = x\nport = 0\n",
+	       "t.conf:1: section [cluster] lacks the required setting \"key_file\"",
 	       "t.conf:2: invalid value \"bad name\" for \"name\": use 1 to 63 letters, digits, \"_\", \".\" or \"-\"",
 	       "t.conf:3: invalid value \"loud\" for \"log_level\": expected one of error|warning|info|debug",
-	       "t.conf:4: unknown section [nope] (known: [cluster], [hooks], [peer.N], [backend.N])",
+	       "t.conf:4: unknown section [nope] (known: [cluster], [hooks], [watchdog], [peer.N], [backend.N])",
 	       "t.conf:6: invalid value \"x\" for \"address\": expected an IPv4 or IPv6 address (host names are not resolved)",
 	       "t.conf:7: value 0 for \"port\" is out of range (1 to 65535)");
 }
@@ -225,8 +267,8 @@ test_conf_defaults_and_values(void **s)
 			      "  log_level = debug\n"
 			      "[hooks]\nnotify_command = /bin/echo a ;b # c %e\n"
 			      "hook_timeout = 2min\n"
-			      "[peer.2]\naddress = 2001:db8::2\nport = 6000\n"
-			      "[peer.1]\naddress = 192.0.2.1\n"
+			      "[peer.2]\naddress = 2001:db8::2\nport = 6000\nwitness = on\n"
+			      "[peer.1]\naddress = 192.0.2.1\npriority = 7\n"
 			      "[backend.1]\nhost = 192.0.2.11\nconnect_timeout = 1500\n",
 			      &errs);
 
@@ -246,6 +288,21 @@ test_conf_defaults_and_values(void **s)
 	assert_int_equal(c->peers[1].id, 2);
 	assert_int_equal(c->peers[1].port, 6000);
 	assert_int_equal(c->peers[1].sa.ss_family, AF_INET6);
+	assert_int_equal(c->peers[0].priority, 7);
+	assert_int_equal(c->peers[0].witness, 0);
+	assert_int_equal(c->peers[1].priority, 1);
+	assert_int_equal(c->peers[1].witness, 1);
+	/* Watchdog defaults: DESIGN.md §8 timings, consistent with each other. */
+	assert_int_equal(c->wd.heartbeat_ms, 100);
+	assert_int_equal(c->wd.election_min_ms, 700);
+	assert_int_equal(c->wd.election_max_ms, 1100);
+	assert_int_equal(c->wd.lease_ms, 500);
+	assert_int_equal(c->wd.drift_pct, 2);
+	assert_string_equal(c->key_file, "/tmp/k");
+	char sock[256];
+
+	conf_control_socket(c, sock, sizeof(sock));
+	assert_string_equal(sock, "/tmp/x/pgvigil.sock");
 	assert_int_equal(c->nbackends, 1);
 	assert_int_equal(c->backends[0].port, 5432);
 	assert_string_equal(c->backends[0].dbname, "postgres");
@@ -284,10 +341,10 @@ test_conf_reload_keeps_restart_only_settings(void **s)
 {
 	struct conf_errors errs = { 0 }, changed = { 0 };
 	struct conf *cur = load(CLUSTER "log_level = info\n" PEERS, &errs);
-	struct conf *fresh = load("[cluster]\nname = other\nstate_dir = /tmp/x\n"
+	struct conf *fresh = load("[cluster]\nname = other\nstate_dir = /tmp/x\nkey_file = /tmp/k\n"
 				  "log_level = debug\n"
 				  "[peer.1]\naddress = 192.0.2.1\nport = 6000\n"
-				  "[peer.2]\naddress = 192.0.2.2\n", &errs);
+				  "[peer.2]\naddress = 192.0.2.2\nwitness = yes\n", &errs);
 
 	(void)s;
 	assert_non_null(cur);
@@ -341,6 +398,7 @@ main(void)
 		cmocka_unit_test(test_conf_unknown_placeholder_is_an_error),
 		cmocka_unit_test(test_conf_missing_required_setting_is_an_error),
 		cmocka_unit_test(test_conf_cross_field_contradictions_are_errors),
+		cmocka_unit_test(test_conf_watchdog_timings_and_topology_are_checked),
 		cmocka_unit_test(test_conf_line_too_long_is_an_error),
 		cmocka_unit_test(test_conf_every_error_is_reported_in_line_order),
 		cmocka_unit_test(test_conf_defaults_and_values),
