@@ -897,7 +897,26 @@ conf_control_socket(const struct conf *c, char *buf, size_t len)
 		snprintf(buf, len, "%s/pgvigil.sock", c->state_dir);
 }
 
-/* The line a watchdog error is best reported at: the first key it names. */
+/* Line where key was set in an unindexed section, 0 if it was not. */
+static int
+set_line(const struct parse *p, enum sect s, const char *name)
+{
+	for (size_t i = 0; i < p->ninsts; i++) {
+		const struct inst *in = &p->insts[i];
+
+		if (in->sect != s)
+			continue;
+		for (size_t k = 0; k < NKEYS; k++)
+			if (conf_keys[k].sect == s && strcmp(conf_keys[k].name, name) == 0)
+				return in->vline[k];
+	}
+	return 0;
+}
+
+/*
+ * The line a watchdog error is best reported at: the first setting it
+ * names that the file sets, else the [watchdog] header, else 0.
+ */
 static int
 watchdog_line(const struct parse *p, const char *msg)
 {
@@ -905,8 +924,8 @@ watchdog_line(const struct parse *p, const char *msg)
 		"election_timeout_max", "election_timeout_min", "stall_threshold" };
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strstr(msg, keys[i]) && key_line(p, SECT_WATCHDOG, 0, keys[i]))
-			return key_line(p, SECT_WATCHDOG, 0, keys[i]);
+		if (strstr(msg, keys[i]) && set_line(p, SECT_WATCHDOG, keys[i]))
+			return set_line(p, SECT_WATCHDOG, keys[i]);
 	return key_line(p, SECT_WATCHDOG, 0, "lease");
 }
 

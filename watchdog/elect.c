@@ -52,7 +52,10 @@ struct peer {
 	uint32_t lease_left_ms;	/* as announced in its last heartbeat */
 	bool prevote;		/* granted in the current round */
 	bool vote;
-	bool fenced;		/* two-node: we fenced it; it has not spoken since */
+	bool fenced;		/* two-node: we fenced it; it has not restarted since */
+	uint64_t boot;		/* newest boot id seen from it (0 = unknown) */
+	uint64_t fenced_boot;	/* its boot when we fenced it */
+	uint64_t fenced_at;	/* when its fence was confirmed */
 };
 
 struct wd {
@@ -82,8 +85,9 @@ struct wd {
 	/* two-node fencing */
 	bool fencing;		/* fence hook running */
 	uint8_t fence_target;
-	uint64_t fence_at;	/* when to fence, 0 = not planned */
+	uint64_t fence_not_before;	/* after a failed fence: the retry time */
 	uint32_t fence_backoff;
+	uint64_t started_at;	/* wd_new time: silence is counted from here at most */
 	bool fenced_mode;	/* coordinator established by fencing its peer */
 	uint64_t rng;
 	struct wd_counters ctr;
@@ -92,6 +96,8 @@ struct wd {
 	uint8_t ext[WD_EXT_MAX];
 	uint16_t ext_len;
 };
+
+static void check_stall(struct wd *wd, uint64_t now);
 
 static const char *const role_names[] = {
 	[WD_FOLLOWER] = "follower",
@@ -526,44 +532,89 @@ renew_lease(struct wd *wd)
 /*
  * Two voters and no witness: without the other's vote nobody has a
  * majority, so the survivor may take the role only after its fence hook
- * confirmed the other peer is down. The peer that held the role last
- * fences at once; the other waits fence_delay, so a symmetric split has
- * one winner.
+ * confirmed the other peer is down. The decision rests on silence alone,
+ * so that a symmetric split has one winner whatever the timers drew: the
+ * peer that held the role most recently fences after election_min of
+ * silence, the other only after election_min + fence_delay. fence_delay
+ * must cover the fence hook's run time (doc/election.md).
  */
-static void
-plan_fence(struct wd *wd, uint64_t now)
+static uint64_t
+fence_due(const struct wd *wd)
 {
-	struct peer *o = other_voter(wd);
+	const struct peer *o = NULL;
+	uint64_t since, due;
 
-	if (!wd->cfg.two_node || !o || wd->fencing || wd->fence_at || o->fenced ||
-	    !eligible(&wd->peers[wd->self].cfg))
-		return;
-	wd->fence_target = o->cfg.id;
-	wd->fence_at = now + (wd->was_holder ? 0 : wd->cfg.fence_delay_ms) +
-		       wd->fence_backoff;
+	if (!wd->cfg.two_node || wd->fencing || wd->stopped ||
+	    wd->role == WD_LEADER || !eligible(&wd->peers[wd->self].cfg))
+		return 0;
+	for (size_t i = 0; i < wd->cfg.npeers; i++)
+		if (i != wd->self)
+			o = &wd->peers[i];
+	/* A peer that stopped cleanly is not fenced: it handed over. */
+	if (!o || o->fenced || o->stopping)
+		return 0;
+	since = o->last_heard > wd->started_at ? o->last_heard : wd->started_at;
+	due = since + wd->cfg.election_min_ms +
+	      (wd->was_holder ? 0 : wd->cfg.fence_delay_ms);
+	if (due < wd->fence_not_before)
+		due = wd->fence_not_before;
+	/* No fence during a stall hold: the wake-up must not lie in it. */
+	return due > wd->tilt_until ? due : wd->tilt_until;
+}
+
+/*
+ * A term this peer takes without the other's vote (by fence or after its
+ * clean stop). It cannot learn which terms the other took the same way
+ * while they could not talk, so each uses its own parity: peer index 0
+ * odd terms, index 1 even ones. Two such terms never coincide, and no
+ * election can succeed in one, since its winner's durable vote is its own.
+ */
+static uint64_t
+own_term(const struct wd *wd)
+{
+	uint64_t t = wd->d.term + 1;
+
+	if ((t & 1) != (wd->self == 0))
+		t++;
+	return t;
 }
 
 static void
 maybe_fence(struct wd *wd, uint64_t now)
 {
-	struct peer *o = peer_by_id(wd, wd->fence_target);
+	uint64_t due = fence_due(wd);
 	struct wd_effect *e;
 
-	if (!wd->fence_at || now < wd->fence_at || wd->fencing)
-		return;
-	wd->fence_at = 0;
-	/* Heard since the plan was made: it is alive and talking, no fence. */
-	if (!o || (o->last_heard && now - o->last_heard < wd->cfg.election_min_ms) ||
-	    wd->role == WD_LEADER || in_tilt(wd, now) || wd->stopped)
+	if (!due || now < due || in_tilt(wd, now))
 		return;
 	e = effect(wd, WD_EFF_FENCE);
 	if (!e)
 		return;
-	e->target = o->cfg.id;
+	wd->fence_target = other_voter(wd)->cfg.id;
+	e->target = wd->fence_target;
 	e->reason = wd->was_holder ? "peer silent; this peer held the role"
 				   : "peer silent after fence_delay";
 	wd->fencing = true;
 	wd->ctr.fences++;
+}
+
+/*
+ * Two-node mode: the other voter announced a clean stop. It gave up its
+ * lease before saying so and will neither vote nor stand until it starts
+ * again (with a boot hold), so this peer takes the role without its vote.
+ */
+static void
+take_over(struct wd *wd, uint64_t now)
+{
+	if (!wd->cfg.two_node || wd->role == WD_LEADER || wd->stopped ||
+	    wd->fencing || in_tilt(wd, now) || !eligible(&wd->peers[wd->self].cfg) ||
+	    !other_out(wd))
+		return;
+	wd->d.term = own_term(wd);
+	wd->d.voted_for = self_id(wd);
+	wd->leader = 0;
+	persist(wd);
+	become_leader(wd, now, false, "the other peer stopped cleanly");
 }
 
 void
@@ -572,7 +623,8 @@ wd_fence_done(struct wd *wd, uint64_t now, uint8_t target, bool ok)
 	struct peer *o = peer_by_id(wd, target);
 
 	wd->neffs = 0;
-	wd->last_call = now;
+	/* The hook may have run across a stall: check before acting on it. */
+	check_stall(wd, now);
 	if (!wd->fencing || !o || target != wd->fence_target)
 		return;
 	wd->fencing = false;
@@ -583,17 +635,20 @@ wd_fence_done(struct wd *wd, uint64_t now, uint8_t target, bool ok)
 						      : wd->cfg.fence_retry_ms;
 		if (wd->fence_backoff > FENCE_RETRY_MAX_MS)
 			wd->fence_backoff = FENCE_RETRY_MAX_MS;
-		reset_election_timer(wd, now);
+		wd->fence_not_before = now + wd->fence_backoff;
 		return;
 	}
 	wd->fence_backoff = 0;
-	if (wd->stopped || in_tilt(wd, now) || wd->role == WD_LEADER ||
-	    (o->last_heard && now - o->last_heard < wd->cfg.election_min_ms)) {
-		/* The world moved on while the hook ran; stand normally. */
-		return;
-	}
+	/*
+	 * Exit 0 means the other peer is down now, even if it spoke while the
+	 * hook ran (it may have become coordinator meanwhile: it is gone).
+	 */
 	o->fenced = true;
-	wd->d.term++;
+	o->fenced_boot = o->boot;
+	o->fenced_at = now;
+	if (wd->stopped || in_tilt(wd, now) || wd->role == WD_LEADER)
+		return;
+	wd->d.term = own_term(wd);
 	wd->d.voted_for = self_id(wd);
 	wd->leader = 0;
 	persist(wd);
@@ -653,15 +708,15 @@ on_heartbeat(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m
 		 */
 		block_votes_until(wd, now + wd->cfg.election_min_ms);
 		reset_election_timer(wd, now);
-		wd->fence_at = 0;
 		/* Echo at once so the lease is renewed within one round trip. */
 		if (!in_tilt(wd, now))
 			heartbeat_one(wd, p, now);
 		return;
 	}
+	/* An echo counts only if it names a heartbeat this process sent. */
 	if (wd->role == WD_LEADER && m->term == wd->d.term &&
 	    m->leader == self_id(wd) && m->echo_seq > p->acked_seq &&
-	    !(m->flags & WD_HB_TILT)) {
+	    sent_at(wd, m->echo_seq, &at) && !(m->flags & WD_HB_TILT)) {
 		p->acked_seq = m->echo_seq;
 		renew_lease(wd);
 	}
@@ -696,7 +751,9 @@ on_vote_req(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m)
 {
 	struct wd_msg *r;
 	bool handover = (m->vote_flags & WD_VOTE_HANDOVER) != 0;
-	bool blocked = !may_vote(wd, now);
+	/* A coordinator holding a valid lease does not vote it away. */
+	bool blocked = !may_vote(wd, now) ||
+		       (wd->role == WD_LEADER && now < wd->lease_end);
 	bool grant = false;
 
 	/*
@@ -754,7 +811,10 @@ on_handover(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m)
 	    wd->role != WD_FOLLOWER)
 		return;
 	p->stopping = true;
-	start_election(wd, now, true);
+	if (wd->cfg.two_node)
+		take_over(wd, now);	/* the only other voter is leaving */
+	else
+		start_election(wd, now, true);
 }
 
 /* Tilt: a gap between two calls means this process did not run. */
@@ -769,7 +829,6 @@ check_stall(struct wd *wd, uint64_t now)
 			become_follower(wd, now, "tilt: the loop stalled");
 		else if (wd->role != WD_FOLLOWER)
 			become_follower(wd, now, "tilt: the loop stalled");
-		wd->fence_at = 0;
 		if (wd->election_at < wd->tilt_until)
 			wd->election_at = wd->tilt_until + election_timeout(wd);
 	}
@@ -786,6 +845,17 @@ wd_receive(struct wd *wd, uint64_t now, uint8_t from, const struct wd_msg *m)
 	check_stall(wd, now);
 	if (!p || p == &wd->peers[wd->self])
 		return;
+	/*
+	 * A fenced peer's datagrams still in flight are ignored: those of the
+	 * boot we fenced, and anything in the first election_min after the
+	 * fence (it may have rebooted unseen during a partition). A peer that
+	 * really restarted is in its boot hold for that long anyway.
+	 */
+	if (p->fenced && ((m->sender_boot && m->sender_boot <= p->fenced_boot) ||
+			  now < p->fenced_at + wd->cfg.election_min_ms))
+		return;
+	if (m->sender_boot > p->boot)
+		p->boot = m->sender_boot;
 	p->last_heard = now;
 	if (m->type == WD_MSG_HEARTBEAT)
 		p->term = m->term;
@@ -850,16 +920,14 @@ wd_tick(struct wd *wd, uint64_t now)
 		if (now >= wd->lease_end && !young)
 			become_follower(wd, now, "lease expired");
 	} else if (!wd->stopped && now >= wd->election_at) {
-		if (wd->role == WD_PRECANDIDATE || wd->role == WD_CANDIDATE) {
-			if (wd->role == WD_PRECANDIDATE)
-				wd->ctr.prevotes_failed++;
-			plan_fence(wd, now);
-		}
+		if (wd->role == WD_PRECANDIDATE)
+			wd->ctr.prevotes_failed++;
 		if (eligible(&wd->peers[wd->self].cfg) && may_vote(wd, now))
 			start_prevote(wd, now);
 		else
 			reset_election_timer(wd, now);
 	}
+	take_over(wd, now);
 	maybe_fence(wd, now);
 	if (now >= wd->heartbeat_at)
 		heartbeat_all(wd, now);
@@ -910,10 +978,22 @@ wd_next_wakeup(const struct wd *wd)
 
 	if (wd->role != WD_LEADER && !wd->stopped && wd->election_at < t)
 		t = wd->election_at;
-	if (wd->role == WD_LEADER && wd->lease_end && wd->lease_end < t)
-		t = wd->lease_end;
-	if (wd->fence_at && wd->fence_at < t)
-		t = wd->fence_at;
+	if (wd->role == WD_LEADER) {
+		uint64_t first_at, end = wd->lease_end;
+
+		/*
+		 * Past the lease, a coordinator waiting for its first echoes
+		 * must wake when that wait ends, not at the bygone lease end.
+		 */
+		if (end <= wd->last_call && sent_at(wd, wd->lead_first_seq, &first_at))
+			end = first_at + wd->cfg.lease_ms;
+		if (end > wd->last_call && end < t)
+			t = end;
+	}
+	uint64_t fence = fence_due(wd);
+
+	if (fence && fence < t)
+		t = fence;
 	return t;
 }
 
@@ -973,10 +1053,10 @@ wd_check_config(const struct wd_config *c, unsigned drift_pct, char *err,
 			 c->election_min_ms, c->heartbeat_ms);
 		return -1;
 	}
-	if (c->election_max_ms <= c->election_min_ms) {
+	if (c->election_max_ms < c->election_min_ms + 2 * c->heartbeat_ms) {
 		snprintf(err, errlen,
-			 "election_timeout_max (%ums) must be above election_timeout_min (%ums)",
-			 c->election_max_ms, c->election_min_ms);
+			 "election_timeout_max (%ums) must exceed election_timeout_min (%ums) by at least twice heartbeat_interval (2 x %ums), so that randomized timeouts separate candidates",
+			 c->election_max_ms, c->election_min_ms, c->heartbeat_ms);
 		return -1;
 	}
 	if (c->lease_ms < 2 * c->heartbeat_ms) {
@@ -1021,6 +1101,7 @@ wd_new(const struct wd_config *cfg, const struct wd_durable *d, uint64_t now,
 	wd->rng = seed ^ ((uint64_t)cfg->self << 56);
 	wd->role = WD_FOLLOWER;
 	wd->last_call = now;
+	wd->started_at = now;
 	/* Boot hold: we may have echoed a lease we no longer remember. */
 	wd->vote_block_until = now + cfg->election_min_ms;
 	wd->heartbeat_at = now;

@@ -66,6 +66,13 @@ struct wd_msg {
 	uint8_t granted;
 	/* WD_MSG_VOTE_REQ */
 	uint8_t vote_flags;	/* WD_VOTE_* */
+	/*
+	 * Filled in by the receiving transport, never encoded: the sender's
+	 * boot id (it grows with each start), 0 when unknown. A fenced peer
+	 * counts again only when it speaks from a newer boot; its datagrams
+	 * still in flight from before the fence are ignored.
+	 */
+	uint64_t sender_boot;
 	/* Extension TLVs (type u16, length u16, value), opaque here. */
 	uint16_t ext_len;
 	uint8_t ext[WD_EXT_MAX];

@@ -860,6 +860,7 @@ wire_open(struct wire *w, const uint8_t *in, size_t len, uint8_t *from,
 	}
 	*from = sender;
 	*m = msg;
+	m->sender_boot = boot;	/* the transport's knowledge, not the body's */
 	r = WIRE_OK;
 out:
 	if (new_boot)

@@ -199,7 +199,7 @@ test_conf_watchdog_timings_and_topology_are_checked(void **s)
 	EXPECT(CLUSTER PEERS "[watchdog]\nelection_timeout_min = 600ms\nlease = 600ms\n",
 	       "t.conf:12: lease (600ms) must end before election_timeout_min (600ms) can elapse on another peer: with a clock drift bound of 2%, lease * 102 must be below election_timeout_min * 98");
 	EXPECT(CLUSTER PEERS "[watchdog]\nelection_timeout_max = 500ms\n",
-	       "t.conf:11: election_timeout_max (500ms) must be above election_timeout_min (700ms)");
+	       "t.conf:11: election_timeout_max (500ms) must exceed election_timeout_min (700ms) by at least twice heartbeat_interval (2 x 100ms), so that randomized timeouts separate candidates");
 	EXPECT(CLUSTER PEERS "[watchdog]\nheartbeat_interval = 300ms\n",
 	       "t.conf:11: election_timeout_min (700ms) must be at least three times heartbeat_interval (3 x 300ms)");
 	/* Two peers, no witness, no fence command: refused with the remedy. */

@@ -548,12 +548,75 @@ test_elect_two_node_clean_stop_hands_over_without_fence(void **s)
 	int l = leader_with_lease();
 	int o = l == 1 ? 2 : 1;
 
+	/* The daemon sends its stop heartbeats and handover, then exits at
+	 * once: it is not there to vote for its successor. */
 	wd_stop(H.wd[l], H.now);
 	run_effects(l);
-	run_until(H.now + 100);
+	crash(l);
+	run_until(H.now + 50);
+	assert_int_equal(leader_with_lease(), o);
+	/* It keeps the role while the other is away, without fencing it. */
+	run_until(H.now + 5000);
 	assert_int_equal(leader_with_lease(), o);
 	assert_int_equal(H.fence_requests[o], 0);
+	/* The other comes back and follows. */
+	restart(l);
+	run_until(H.now + 2000);
+	assert_int_equal(leader_with_lease(), o);
+	assert_int_equal(wd_leader(H.wd[l]), o);
+	assert_int_equal(H.two_leaders, 0);
 	teardown_all();
+}
+
+static void
+second_preferred(struct wd_config *c)
+{
+	c->two_node = true;
+	c->peers[1].priority = 9;	/* peer 2 draws the earlier timeouts */
+}
+
+/*
+ * A symmetric split in two-node mode: both are alive and cannot talk. The
+ * peer that held the role fences first, whatever the timers drew; the
+ * other's fence comes fence_delay later, by which time it is fenced.
+ */
+static void
+test_elect_two_node_split_holder_fences_first(void **s)
+{
+	(void)s;
+	for (int holder_id = 1; holder_id <= 2; holder_id++) {
+		setup_n(2, second_preferred);
+		run_until(H.now + 2500);
+		int l = leader_with_lease();
+
+		if (l != holder_id) {
+			/* Make holder_id the coordinator through a clean handover. */
+			wd_stop(H.wd[l], H.now);
+			run_effects(l);
+			crash(l);
+			run_until(H.now + 100);
+			restart(l);
+			run_until(H.now + 2000);
+		}
+		l = leader_with_lease();
+		assert_int_equal(l, holder_id);
+		int o = l == 1 ? 2 : 1;
+
+		isolate(l, true);
+		uint64_t t0 = H.now;
+
+		while (!H.fence_requests[l] && !H.fence_requests[o] && H.now < t0 + 5000)
+			run_until(H.now + 1);
+		assert_int_equal(H.fence_requests[l], 1);
+		assert_int_equal(H.fence_requests[o], 0);
+		/* The holder's fence hook kills the other. */
+		crash(o);
+		wd_fence_done(H.wd[l], H.now, (uint8_t)o, true);
+		run_effects(l);
+		assert_int_equal(leader_with_lease(), l);
+		assert_int_equal(H.two_leaders, 0);
+		teardown_all();
+	}
 }
 
 static void
@@ -607,6 +670,7 @@ main(void)
 		cmocka_unit_test(test_elect_witness_votes_but_never_leads),
 		cmocka_unit_test(test_elect_two_node_fences_before_taking_over),
 		cmocka_unit_test(test_elect_two_node_clean_stop_hands_over_without_fence),
+		cmocka_unit_test(test_elect_two_node_split_holder_fences_first),
 		cmocka_unit_test(test_elect_config_checks),
 	};
 
