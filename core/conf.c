@@ -153,7 +153,7 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_WATCHDOG, "fence_delay", KT_DURATION, "1s", 0, 600000, false, NULL,
 	  W(fence_delay_ms),
 	  "the peer that did not hold the coordinator role waits this long before fencing" },
-	{ SECT_WATCHDOG, "fence_retry", KT_DURATION, "1s", 10, 600000, false, NULL,
+	{ SECT_WATCHDOG, "fence_retry", KT_DURATION, "1s", 10, 30000, false, NULL,
 	  W(fence_retry_ms),
 	  "first retry delay after a failed fence; it doubles up to 30s" },
 

@@ -392,6 +392,7 @@ become_follower(struct wd *wd, uint64_t now, const char *reason)
 	if (wd->role == WD_LEADER) {
 		wd->ctr.stepdowns++;
 		wd->was_holder = true;
+		wd->leader = 0;	/* nobody is coordinator as far as we know */
 	}
 	lose_lease(wd);
 	wd->role = WD_FOLLOWER;
@@ -614,7 +615,8 @@ take_over(struct wd *wd, uint64_t now)
 	wd->d.voted_for = self_id(wd);
 	wd->leader = 0;
 	persist(wd);
-	become_leader(wd, now, false, "the other peer stopped cleanly");
+	become_leader(wd, now, false, other_voter(wd)->fenced
+			  ? "the other peer is fenced" : "the other peer stopped cleanly");
 }
 
 void
@@ -945,15 +947,20 @@ wd_stop(struct wd *wd, uint64_t now)
 	wd->stopped = true;
 	if (wd->role != WD_LEADER) {
 		wd->role = WD_FOLLOWER;
-		heartbeat_all(wd, now);
+		/* The stop notice is the cooperative fence: send it more than once. */
+		for (int i = 0; i < 3; i++)
+			heartbeat_all(wd, now);
 		return;
 	}
 	/* Give up the lease first, then tell everyone, then pick a successor. */
 	lose_lease(wd);
 	wd->role = WD_FOLLOWER;
+	wd->leader = 0;
 	wd->ctr.stepdowns++;
 	announce_role(wd, "clean stop");
-	heartbeat_all(wd, now);
+	/* The stop notice is the cooperative fence: send it more than once. */
+	for (int i = 0; i < 3; i++)
+		heartbeat_all(wd, now);
 	for (size_t i = 0; i < wd->cfg.npeers; i++) {
 		struct peer *p = &wd->peers[i];
 
@@ -1032,6 +1039,11 @@ wd_check_config(const struct wd_config *c, unsigned drift_pct, char *err,
 	if (eligible_n == 0) {
 		snprintf(err, errlen,
 			 "no peer can become coordinator: give at least one non-witness peer a priority above 0");
+		return -1;
+	}
+	if (c->npeers == 2 && witnesses > 0) {
+		snprintf(err, errlen,
+			 "two peers of which one is a witness survive no failure (the other cannot win alone): add a third peer, or drop the witness and set a fence_command");
 		return -1;
 	}
 	if (c->npeers == 2 && witnesses == 0 && !c->two_node) {

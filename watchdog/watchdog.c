@@ -142,11 +142,15 @@ fence_done(const struct hook_result *res, void *arg)
 	uint64_t now = clock_now_ms();
 	bool ok = res->outcome == HOOK_OK;
 
-	log_event(ok ? "fence-succeeded" : "fence-failed",
-		  "target=%u outcome=%s exit=%d duration_ms=%" PRIu64,
-		  fc->target, hook_outcome_name(res->outcome), res->exit_code,
-		  res->duration_ms);
-	if (!ok)
+	if (ok)
+		log_event("fence-succeeded", "target=%u outcome=%s exit=%d duration_ms=%" PRIu64,
+			  fc->target, hook_outcome_name(res->outcome), res->exit_code,
+			  res->duration_ms);
+	else
+		log_event("fence-failed", "target=%u outcome=%s exit=%d duration_ms=%" PRIu64,
+			  fc->target, hook_outcome_name(res->outcome), res->exit_code,
+			  res->duration_ms);
+	if (!ok && res->outcome != HOOK_CANCELLED)
 		log_error("fencing peer %u failed; this peer will not take the coordinator role and retries later",
 			  fc->target);
 	if (res->outcome != HOOK_CANCELLED && !w->fatal) {
@@ -171,6 +175,7 @@ start_fence(struct watchdog *w, uint8_t target, const char *reason)
 	if (!fc || !p || !cmd || !cmd[0]) {
 		free(fc);
 		log_error("cannot fence peer %u: no fence_command is configured", target);
+		log_event("fence-failed", "target=%u outcome=not-started", target);
 		wd_fence_done(w->wd, now, target, false);
 		after_call(w, now);
 		return;
@@ -194,6 +199,7 @@ start_fence(struct watchdog *w, uint8_t target, const char *reason)
 	spec.kill_grace_ms = (uint64_t)w->conf->hook_kill_grace_ms;
 	if (hook_run(w->hooks, &spec, fence_done, fc) < 0) {
 		free(fc);
+		log_event("fence-failed", "target=%u outcome=not-started", target);
 		wd_fence_done(w->wd, now, target, false);
 		after_call(w, now);
 	}

@@ -18,7 +18,7 @@
 #include "core/log.h"
 #include "watchdog/elect.h"
 
-#define PEERS "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\nwitness = yes\n"
+#define PEERS "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\n[peer.3]\naddress = 192.0.2.3\n"
 #define CLUSTER "[cluster]\nname = t\nstate_dir = /tmp/x\nkey_file = /tmp/k\n"
 
 static struct conf *
@@ -100,7 +100,7 @@ test_conf_duplicate_section_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER PEERS "[peer.1]\nport = 1\n",
-	       "t.conf:10: section [peer.1] appears twice (first at line 5)");
+	       "t.conf:11: section [peer.1] appears twice (first at line 5)");
 	EXPECT(CLUSTER "[cluster]\n" PEERS,
 	       "t.conf:5: section [cluster] appears twice (first at line 1)");
 }
@@ -112,7 +112,7 @@ test_conf_unknown_setting_is_an_error(void **s)
 	EXPECT(CLUSTER "colour = blue\n" PEERS,
 	       "t.conf:5: unknown setting \"colour\" in section [cluster]");
 	EXPECT(CLUSTER PEERS "colour = blue\n",
-	       "t.conf:10: unknown setting \"colour\" in section [peer.2]");
+	       "t.conf:11: unknown setting \"colour\" in section [peer.3]");
 }
 
 static void
@@ -136,9 +136,9 @@ test_conf_bad_values_are_errors(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER PEERS "port = 70000\n",
-	       "t.conf:10: value 70000 for \"port\" is out of range (1 to 65535)");
+	       "t.conf:11: value 70000 for \"port\" is out of range (1 to 65535)");
 	EXPECT(CLUSTER PEERS "port = 54x\n",
-	       "t.conf:10: invalid value \"54x\" for \"port\": expected an integer");
+	       "t.conf:11: invalid value \"54x\" for \"port\": expected an integer");
 	EXPECT(CLUSTER "log_level = loud\n" PEERS,
 	       "t.conf:5: invalid value \"loud\" for \"log_level\": expected one of error|warning|info|debug");
 	EXPECT(CLUSTER "[hooks]\nhook_timeout = 5 parsecs\n" PEERS,
@@ -173,7 +173,7 @@ test_conf_missing_required_setting_is_an_error(void **s)
 	       "t.conf: section [cluster] with the required setting \"name\" is missing",
 	       "t.conf: section [cluster] with the required setting \"key_file\" is missing");
 	EXPECT(CLUSTER PEERS "[backend.1]\nport = 5432\n",
-	       "t.conf:10: section [backend.1] lacks the required setting \"host\"");
+	       "t.conf:11: section [backend.1] lacks the required setting \"host\"");
 }
 
 static void
@@ -182,13 +182,13 @@ test_conf_cross_field_contradictions_are_errors(void **s)
 	(void)s;
 	EXPECT(CLUSTER,
 	       "t.conf: no [peer.N] section: list every pgvigil peer, this one included");
-	EXPECT(CLUSTER PEERS "[peer.3]\naddress = 192.0.2.1\n",
-	       "t.conf:11: [peer.3] has the same address and port as [peer.1] (192.0.2.1 port 5480)");
+	EXPECT(CLUSTER PEERS "[peer.4]\naddress = 192.0.2.1\n",
+	       "t.conf:12: [peer.4] has the same address and port as [peer.1] (192.0.2.1 port 5480)");
 	/* The same address written two ways is still the same address. */
 	EXPECT(CLUSTER "[peer.1]\naddress = 2001:db8::1\n[peer.2]\naddress = 2001:DB8:0::1\n",
 	       "t.conf:8: [peer.2] has the same address and port as [peer.1] (2001:db8::1 port 5480)");
 	EXPECT(CLUSTER PEERS "[backend.1]\nhost = 192.0.2.11\n[backend.2]\nhost = 192.0.2.11\n",
-	       "t.conf:13: [backend.2] has the same host and port as [backend.1] (192.0.2.11 port 5432)");
+	       "t.conf:14: [backend.2] has the same host and port as [backend.1] (192.0.2.11 port 5432)");
 }
 
 static void
@@ -197,22 +197,25 @@ test_conf_watchdog_timings_and_topology_are_checked(void **s)
 	(void)s;
 	/* The lease must end before another peer's election timeout can. */
 	EXPECT(CLUSTER PEERS "[watchdog]\nelection_timeout_min = 600ms\nlease = 600ms\n",
-	       "t.conf:12: lease (600ms) must end before election_timeout_min (600ms) can elapse on another peer: with a clock drift bound of 2%, lease * 102 must be below election_timeout_min * 98");
+	       "t.conf:13: lease (600ms) must end before election_timeout_min (600ms) can elapse on another peer: with a clock drift bound of 2%, lease * 102 must be below election_timeout_min * 98");
 	EXPECT(CLUSTER PEERS "[watchdog]\nelection_timeout_max = 500ms\n",
-	       "t.conf:11: election_timeout_max (500ms) must exceed election_timeout_min (700ms) by at least twice heartbeat_interval (2 x 100ms), so that randomized timeouts separate candidates");
+	       "t.conf:12: election_timeout_max (500ms) must exceed election_timeout_min (700ms) by at least twice heartbeat_interval (2 x 100ms), so that randomized timeouts separate candidates");
 	EXPECT(CLUSTER PEERS "[watchdog]\nheartbeat_interval = 300ms\n",
-	       "t.conf:11: election_timeout_min (700ms) must be at least three times heartbeat_interval (3 x 300ms)");
+	       "t.conf:12: election_timeout_min (700ms) must be at least three times heartbeat_interval (3 x 300ms)");
 	/* Two peers, no witness, no fence command: refused with the remedy. */
 	EXPECT(CLUSTER "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\n",
 	       "t.conf:7: two peers without a witness cannot form a majority after one fails: add a witness peer or a fence_command");
 	EXPECT(CLUSTER "[peer.1]\naddress = 192.0.2.1\npriority = 0\n"
-	       "[peer.2]\naddress = 192.0.2.2\nwitness = yes\n",
-	       "t.conf:8: no peer can become coordinator: give at least one non-witness peer a priority above 0");
+	       "[peer.2]\naddress = 192.0.2.2\nwitness = yes\n[peer.3]\naddress = 192.0.2.3\npriority = 0\n",
+	       "t.conf:11: no peer can become coordinator: give at least one non-witness peer a priority above 0");
 	EXPECT(CLUSTER PEERS "[watchdog]\nfence_command = fence %x\n",
-	       "t.conf:11: invalid value for \"fence_command\": unknown placeholder %x in hook command");
+	       "t.conf:12: invalid value for \"fence_command\": unknown placeholder %x in hook command");
 	EXPECT(CLUSTER "[peer.1]\naddress = 192.0.2.1\nwitness = maybe\n" PEERS,
 	       "t.conf:7: invalid value \"maybe\" for \"witness\": expected yes or no",
 	       "t.conf:8: section [peer.1] appears twice (first at line 5)");
+	/* Two peers of which one is a witness: any failure stops the cluster. */
+	EXPECT(CLUSTER "[peer.1]\naddress = 192.0.2.1\n[peer.2]\naddress = 192.0.2.2\nwitness = yes\n",
+	       "t.conf:7: two peers of which one is a witness survive no failure (the other cannot win alone): add a third peer, or drop the witness and set a fence_command");
 
 	/* With a fence command, two peers are two-node mode. */
 	struct conf_errors errs = { 0 };
@@ -269,6 +272,7 @@ test_conf_defaults_and_values(void **s)
 			      "hook_timeout = 2min\n"
 			      "[peer.2]\naddress = 2001:db8::2\nport = 6000\nwitness = on\n"
 			      "[peer.1]\naddress = 192.0.2.1\npriority = 7\n"
+			      "[peer.3]\naddress = 192.0.2.3\n"
 			      "[backend.1]\nhost = 192.0.2.11\nconnect_timeout = 1500\n",
 			      &errs);
 
@@ -282,7 +286,7 @@ test_conf_defaults_and_values(void **s)
 	assert_string_equal(c->notify_command, "/bin/echo a ;b # c %e");
 	assert_int_equal(c->hook_timeout_ms, 120000);
 	assert_int_equal(c->hook_kill_grace_ms, 5000);
-	assert_int_equal(c->npeers, 2);
+	assert_int_equal(c->npeers, 3);
 	assert_int_equal(c->peers[0].id, 1);	/* sorted by id */
 	assert_int_equal(c->peers[0].port, 5480);
 	assert_int_equal(c->peers[1].id, 2);
@@ -309,7 +313,7 @@ test_conf_defaults_and_values(void **s)
 	assert_string_equal(c->backends[0].user, "pgvigil");
 	assert_int_equal(c->backends[0].connect_timeout_ms, 1500);
 	assert_ptr_equal(conf_peer_by_id(c, 2), &c->peers[1]);
-	assert_null(conf_peer_by_id(c, 3));
+	assert_null(conf_peer_by_id(c, 4));
 	conf_free(c);
 	conf_free(NULL);
 }
@@ -344,7 +348,7 @@ test_conf_reload_keeps_restart_only_settings(void **s)
 	struct conf *fresh = load("[cluster]\nname = other\nstate_dir = /tmp/x\nkey_file = /tmp/k\n"
 				  "log_level = debug\n"
 				  "[peer.1]\naddress = 192.0.2.1\nport = 6000\n"
-				  "[peer.2]\naddress = 192.0.2.2\nwitness = yes\n", &errs);
+				  "[peer.2]\naddress = 192.0.2.2\n[peer.3]\naddress = 192.0.2.3\n", &errs);
 
 	(void)s;
 	assert_non_null(cur);
@@ -359,11 +363,11 @@ test_conf_reload_keeps_restart_only_settings(void **s)
 	conf_free(fresh);
 
 	/* A different peer list is a membership change: restart only. */
-	fresh = load(CLUSTER PEERS "[peer.3]\naddress = 192.0.2.3\n", &errs);
+	fresh = load(CLUSTER PEERS "[peer.4]\naddress = 192.0.2.4\n", &errs);
 	assert_non_null(fresh);
 	assert_int_equal(conf_keep_restart_only(cur, fresh, &changed), 1);
 	assert_string_equal(changed.msgs[0], "peers");
-	assert_int_equal(fresh->npeers, 2);
+	assert_int_equal(fresh->npeers, 3);
 	assert_string_equal(fresh->peers[1].address, "192.0.2.2");
 	conf_errors_clear(&changed);
 	conf_free(fresh);
