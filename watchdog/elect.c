@@ -856,6 +856,13 @@ wd_receive(struct wd *wd, uint64_t now, uint8_t from, const struct wd_msg *m)
 	if (p->fenced && ((m->sender_boot && m->sender_boot <= p->fenced_boot) ||
 			  now < p->fenced_at + wd->cfg.election_min_ms))
 		return;
+	/*
+	 * A message from an older boot than one already heard from is stale
+	 * (a stop notice of a previous run, say). The wire layer drops these
+	 * too; the decision does not rest on its transport for it.
+	 */
+	if (m->sender_boot && m->sender_boot < p->boot)
+		return;
 	if (m->sender_boot > p->boot)
 		p->boot = m->sender_boot;
 	p->last_heard = now;

@@ -663,6 +663,9 @@ check_leases(struct sim *s)
 
 			if (p->st == PS_DOWN)
 				continue;
+			/* A peer not called since a stall will tilt on its next call. */
+			if (local_ms(p, s->now) - p->last_local > p->cfg.tilt_ms)
+				settled = false;
 			if (wd_term(p->wd) != term || wd_in_tilt(p->wd, local_ms(p, s->now)) ||
 			    (p != hp && (wd_role(p->wd) != WD_FOLLOWER ||
 					 wd_leader(p->wd) != hp->id)))

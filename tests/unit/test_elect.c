@@ -40,6 +40,7 @@ struct harness {
 	bool fence_ok;
 	int persists[N + 1];
 	int two_leaders;	/* lease invariant violations seen */
+	uint64_t boot[N + 1];	/* incarnation of each peer, as the wire reports it */
 };
 
 static struct harness H;
@@ -80,6 +81,7 @@ setup_n(int n, void (*tweak)(struct wd_config *))
 		assert_int_equal(wd_check_config(&H.cfg[i], 2, err, sizeof(err)), 0);
 		H.wd[i] = wd_new(&H.cfg[i], &H.disk[i], H.now, (uint64_t)i * 7919);
 		assert_non_null(H.wd[i]);
+		H.boot[i] = 1;
 		for (int j = 1; j <= n; j++)
 			H.link[i][j] = true;
 	}
@@ -112,6 +114,7 @@ run_effects(int i)
 			H.q[H.nq].from = (uint8_t)i;
 			H.q[H.nq].to = e[k].to;
 			H.q[H.nq].m = e[k].msg;
+			H.q[H.nq].m.sender_boot = H.boot[i];
 			H.nq++;
 			break;
 		case WD_EFF_FENCE:
@@ -185,6 +188,7 @@ static void
 restart(int i)
 {
 	H.wd[i] = wd_new(&H.cfg[i], &H.disk[i], H.now, H.now);
+	H.boot[i]++;
 }
 
 static void
@@ -569,6 +573,47 @@ test_elect_two_node_clean_stop_hands_over_without_fence(void **s)
 }
 
 static void
+two_node_first_preferred(struct wd_config *c)
+{
+	c->two_node = true;
+	c->peers[0].priority = 5;
+}
+
+/*
+ * A stop notice of a previous run of a peer, delivered late, must not make
+ * its partner take over from the peer's current run: that would be two
+ * coordinators with valid leases.
+ */
+static void
+test_elect_two_node_stale_stop_notice_is_ignored(void **s)
+{
+	struct wd_msg stale;
+
+	(void)s;
+	setup_n(2, two_node_first_preferred);
+	/* Peer 1 is in its second run from the start; it stands first. */
+	crash(1);
+	restart(1);
+	run_until(H.now + 2500);
+	assert_int_equal(leader_with_lease(), 1);
+	/* A stop notice peer 1's first run sent, arriving now. */
+	memset(&stale, 0, sizeof(stale));
+	stale.type = WD_MSG_HEARTBEAT;
+	stale.term = wd_term(H.wd[1]);
+	stale.role = WD_FOLLOWER;
+	stale.flags = WD_HB_STOPPING;
+	stale.hb_seq = 1;
+	stale.sender_boot = 1;
+	wd_receive(H.wd[2], H.now, 1, &stale);
+	run_effects(2);
+	run_until(H.now + 1000);
+	assert_int_equal(leader_with_lease(), 1);
+	assert_int_equal(wd_leader(H.wd[2]), 1);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
 second_preferred(struct wd_config *c)
 {
 	c->two_node = true;
@@ -671,6 +716,7 @@ main(void)
 		cmocka_unit_test(test_elect_two_node_fences_before_taking_over),
 		cmocka_unit_test(test_elect_two_node_clean_stop_hands_over_without_fence),
 		cmocka_unit_test(test_elect_two_node_split_holder_fences_first),
+		cmocka_unit_test(test_elect_two_node_stale_stop_notice_is_ignored),
 		cmocka_unit_test(test_elect_config_checks),
 	};
 
