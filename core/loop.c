@@ -468,6 +468,25 @@ handle_signals(struct loop *l)
 
 /* ---- lifecycle and dispatch ------------------------------------------ */
 
+static void
+loop_signal_set(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGHUP);
+	sigaddset(mask, SIGCHLD);
+}
+
+int
+loop_block_signals(void)
+{
+	sigset_t mask;
+
+	loop_signal_set(&mask);
+	return sigprocmask(SIG_BLOCK, &mask, NULL);
+}
+
 struct loop *
 loop_new(void)
 {
@@ -478,11 +497,7 @@ loop_new(void)
 	if (!l)
 		return NULL;
 	l->epfd = l->tfd = l->sfd = -1;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGCHLD);
+	loop_signal_set(&mask);
 	if (sigprocmask(SIG_BLOCK, &mask, &l->oldmask) < 0)
 		goto fail;
 	l->mask_saved = true;

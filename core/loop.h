@@ -34,6 +34,12 @@ typedef void (*loop_child_cb)(struct loop *loop, pid_t pid, int status,
  * through a signalfd, ignores SIGPIPE. Returns NULL with errno set on failure.
  */
 struct loop *loop_new(void);
+/*
+ * Blocks the signals the loop reads (TERM, INT, HUP, CHLD) before it
+ * exists, so that one arriving during start-up waits for the loop instead
+ * of killing the process. The daemon calls it first thing.
+ */
+int loop_block_signals(void);
 /* Frees the loop and every timer still owned by it; NULL is fine. */
 void loop_free(struct loop *loop);
 

@@ -12,6 +12,7 @@
 #include "core/conf.h"
 #include "core/daemon.h"
 #include "core/log.h"
+#include "core/loop.h"
 
 #define DEFAULT_CONF PGVIGIL_SYSCONFDIR "/pgvigil/pgvigil.conf"
 
@@ -53,6 +54,11 @@ main(int argc, char **argv)
 	struct daemon_opts opts = { .conf_path = DEFAULT_CONF };
 	int test = 0, dump = 0, c;
 
+	/*
+	 * First of all: a SIGHUP or SIGTERM that arrives while the daemon
+	 * starts waits for the loop (signalfd) instead of killing it.
+	 */
+	loop_block_signals();
 	log_open("pgvigil", LOG_DEST_STDERR, LOG_LVL_INFO);
 	while ((c = getopt_long(argc, argv, "c:i:tvh", longopts, NULL)) != -1) {
 		switch (c) {

@@ -186,8 +186,10 @@ def demo(binary, keep):
     st = status(lab, coord)
     show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after the kill (term {st['term']}); "
           f"{old} is {[p['state'] for p in st['peers'] if 'gw%d' % p['id'] == old][0]} in its view"])
+    mark = pvs[old].mark()
     pvs[old] = lab.start_pgvigil(old, binary, conf)
-    pvs[old].wait_log(r"event=role-changed role=follower .*reason=\"following\"", timeout=10)
+    pvs[old].wait_log(r"event=role-changed role=follower .*reason=\"following\"", timeout=10,
+                      since=mark)
     show([f"{old} restarted and follows {coord}: the term and the coordinator did not change"])
 
     step(8, "clean stop of the coordinator hands over at once")
@@ -197,8 +199,9 @@ def demo(binary, keep):
     coord, t1 = wait_coordinator(lab, hosts, 10, exclude=old)
     show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after SIGTERM of {old} (no election timeout)"])
     assert pvs[old].wait(10) == 0
+    mark = pvs[old].mark()
     pvs[old] = lab.start_pgvigil(old, binary, conf)
-    pvs[old].wait_log(r"reason=\"following\"", timeout=10)
+    pvs[old].wait_log(r"reason=\"following\"", timeout=10, since=mark)
 
     step(9, "SIGHUP reload is all or nothing")
     pv = pvs["gw2"]
@@ -241,8 +244,9 @@ def demo(binary, keep):
 
     step(12, "clean stop: SIGTERM")
     for _, h in peers:
+        mark = pvs[h].mark()
         rc = pvs[h].stop()
-        show(events(pvs[h], pattern=r"event=daemon-stop") + [f"exit status {rc}"])
+        show(events(pvs[h], mark, r"event=daemon-stop") + [f"exit status {rc}"])
 
     say()
     say(f"{BOLD}The lab came up and ran in {time.monotonic() - t0:.1f} s.{RESET} "

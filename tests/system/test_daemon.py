@@ -244,3 +244,4 @@ def test_doc_check_fails_when_a_setting_is_undocumented(pgvigil_bin, tmp_path):
                          timeout=30)
     assert bad.returncode == 1
     assert "hook_kill_grace" in bad.stdout + bad.stderr
+
