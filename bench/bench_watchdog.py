@@ -18,10 +18,8 @@ asserted anywhere: this is a measurement, not a test.
 """
 
 import argparse
-import json
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -30,22 +28,7 @@ import pgvlab  # noqa: E402
 
 
 def status(lab, host, timeout=0.2):
-    path = os.path.join(lab.pgvigil_dir(host)["state"], "pgvigil.sock")
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(path)
-            s.sendall(b"status json\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        first, _, body = data.decode().partition("\n")
-        return json.loads(body) if first == "ok" else None
-    except (OSError, ValueError):
-        return None
+    return lab.pgvigil_status(host, timeout)
 
 
 def holder(lab, hosts):

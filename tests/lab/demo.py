@@ -13,11 +13,9 @@ configuration, run hooks and stop cleanly. Every claim printed is read back
 from the lab (psql output, the daemons' event tokens), not asserted.
 """
 
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -57,20 +55,7 @@ def events(pv, since=0, pattern=r"event=\S+"):
 
 
 def status(lab, host, timeout=0.3):
-    """A peer's status over its control socket (JSON), or None."""
-    path = os.path.join(lab.pgvigil_dir(host)["state"], "pgvigil.sock")
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(path)
-            s.sendall(b"status json\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        first, _, body = data.decode().partition("\n")
-        return json.loads(body) if first == "ok" else None
-    except (OSError, ValueError):
-        return None
+    return lab.pgvigil_status(host, timeout)
 
 
 def wait_coordinator(lab, hosts, timeout, exclude=None):

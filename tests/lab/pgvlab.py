@@ -65,6 +65,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,7 @@ import time
 __all__ = [
     "Lab", "LabError", "Host", "PgInstance", "PgvigilProcess",
     "cleanup_stale", "list_lab_namespaces", "load_state", "root_lab_addresses",
+    "control_status", "parse_control_reply",
     "peer_addr", "pg_addr", "client_addr", "vip_addr",
     "PG_BINDIR", "PREFIX_RE",
 ]
@@ -611,6 +613,35 @@ class PgvigilProcess:
     @property
     def returncode(self):
         return self.proc.poll()
+
+
+def parse_control_reply(raw: bytes):
+    """A control socket reply: 'ok' then a JSON body; None if it is not that."""
+    first, _, body = raw.partition(b"\n")
+    if first != b"ok":
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def control_status(path: str, timeout: float = 1.0):
+    """One 'status json' request on a pgvigil control socket (a file: it can be
+    reached from any namespace); None when nothing usable comes back in time."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(b"status json\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return parse_control_reply(data)
 
 
 # --------------------------------------------------------------------------
@@ -1282,6 +1313,16 @@ host    replication  all   2001:db8::/64  trust
         if extra_sections:
             text += "\n" + extra_sections.strip("\n") + "\n"
         return text
+
+    def pgvigil_socket(self, host: str) -> str:
+        """The control socket of the pgvigil on host (the default beside its state dir)."""
+        return os.path.join(self.pgvigil_dir(host)["state"], "pgvigil.sock")
+
+    def pgvigil_status(self, host: str, timeout: float = 1.0):
+        """That daemon's status (the JSON of `pgvigilctl status --json`), read
+        straight from its control socket; None when it does not answer in
+        time (stopped, killed) or answers something else."""
+        return control_status(self.pgvigil_socket(host), timeout)
 
     def start_pgvigil(self, host_name: str, binary: str, config_text: str,
                       extra_args=()) -> PgvigilProcess:

@@ -72,36 +72,8 @@ REJECT_KEYS = ("short", "magic", "version", "cluster", "unknown-sender", "self",
 # --------------------------------------------------------------------------
 # status over the control socket
 
-def parse_reply(raw):
-    """The control socket's reply: 'ok' then the JSON body; None if it is not that."""
-    first, _, body = raw.partition(b"\n")
-    if first != b"ok":
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def status(path, timeout=1.0):
-    """One 'status json' request; None when the daemon does not answer in time
-    (not running, stopped) or answers something else."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(b"status json\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except OSError:
-        return None
-    finally:
-        s.close()
-    return parse_reply(data)
+parse_reply = pgvlab.parse_control_reply
+status = pgvlab.control_status
 
 
 def self_role(st):
