@@ -31,6 +31,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
+#include <net/if.h>
 
 #include "core/conf.h"
 #include "core/log.h"
@@ -43,6 +44,7 @@ enum sect {
 	SECT_CLUSTER,
 	SECT_HOOKS,
 	SECT_WATCHDOG,
+	SECT_VIP,
 	SECT_PEER,
 	SECT_BACKEND,
 	SECT_COUNT,
@@ -52,6 +54,7 @@ static const char *const sect_names[SECT_COUNT] = {
 	[SECT_CLUSTER] = "cluster",
 	[SECT_HOOKS] = "hooks",
 	[SECT_WATCHDOG] = "watchdog",
+	[SECT_VIP] = "vip",
 	[SECT_PEER] = "peer",
 	[SECT_BACKEND] = "backend",
 };
@@ -68,6 +71,7 @@ enum ktype {
 	KT_PATH,	/* absolute path */
 	KT_OPT_PATH,	/* absolute path or empty */
 	KT_ADDRESS,	/* IPv4 or IPv6 literal */
+	KT_OPT_ADDRESS,	/* IPv4 or IPv6 literal, or empty */
 	KT_INT,
 	KT_BOOL,	/* yes/no, true/false, on/off, 1/0; stored as 0 or 1 */
 	KT_DURATION,	/* milliseconds, written with a unit */
@@ -89,6 +93,7 @@ struct conf_key {
 
 #define C(f) offsetof(struct conf, f)
 #define W(f) offsetof(struct conf, wd.f)
+#define V(f) offsetof(struct conf, vip.f)
 #define P(f) offsetof(struct conf_peer, f)
 #define B(f) offsetof(struct conf_backend, f)
 #define DAY_MS (24LL * 3600 * 1000)
@@ -97,6 +102,8 @@ struct conf_key {
 #define NOTIFY_CODES "eic"
 /* Placeholders of the fence hook: target id and address, own id, term, cluster. */
 #define FENCE_CODES "taiTc"
+/* Placeholders of the VIP hooks: VIP, interface, own id, term. */
+#define VIP_CODES "vIiT"
 
 static const struct conf_key conf_keys[] = {
 	{ SECT_CLUSTER, "name", KT_NAME, NULL, 0, 0, false, NULL, C(cluster_name),
@@ -119,6 +126,12 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_HOOKS, "notify_command", KT_COMMAND, "", 0, 0, true,
 	  NOTIFY_CODES, C(notify_command),
 	  "command run on daemon events (%e event, %i peer id, %c cluster)" },
+	{ SECT_HOOKS, "on_vip_acquired", KT_COMMAND, "", 0, 0, true, VIP_CODES,
+	  C(on_vip_acquired),
+	  "command run after this peer added the VIP (%v VIP, %I interface, %i peer id, %T term)" },
+	{ SECT_HOOKS, "on_vip_released", KT_COMMAND, "", 0, 0, true, VIP_CODES,
+	  C(on_vip_released),
+	  "command run after this peer removed the VIP (same placeholders)" },
 	{ SECT_HOOKS, "hook_timeout", KT_DURATION, "30s", 100, DAY_MS, true,
 	  NULL, C(hook_timeout_ms),
 	  "a hook still running after this gets SIGTERM (whole process group)" },
@@ -156,6 +169,26 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_WATCHDOG, "fence_retry", KT_DURATION, "1s", 10, 30000, false, NULL,
 	  W(fence_retry_ms),
 	  "first retry delay after a failed fence; it doubles up to 30s" },
+
+	{ SECT_VIP, "address", KT_OPT_ADDRESS, "", 0, 0, false, NULL, V(address),
+	  "the virtual IP (IPv4 /32 or IPv6 /128) the coordinator holds; empty = none" },
+	{ SECT_VIP, "interface", KT_STRING, "", 0, 0, false, NULL, V(interface),
+	  "interface the VIP is added to; the same name on every peer" },
+	{ SECT_VIP, "probe_timeout", KT_DURATION, "100ms", 0, 5000, true, NULL,
+	  V(probe_timeout_ms),
+	  "how long an ARP probe / neighbour solicitation waits for another holder before the VIP is added; 0 = no probe" },
+	{ SECT_VIP, "announce_count", KT_INT, "4", 1, 16, true, NULL,
+	  V(announce_count),
+	  "gratuitous ARPs / unsolicited NAs sent after the VIP is added" },
+	{ SECT_VIP, "announce_interval", KT_DURATION, "500ms", 10, 10000, true, NULL,
+	  V(announce_interval_ms),
+	  "gap after the first announcement; each next gap doubles (0, 0.5, 1.5, 3.5 s)" },
+	{ SECT_VIP, "announce_refresh", KT_DURATION, "60s", 0, 3600000, true, NULL,
+	  V(announce_refresh_ms),
+	  "announce again this often while holding the VIP; 0 = never" },
+	{ SECT_VIP, "arp_reply_form", KT_BOOL, "no", 0, 0, true, NULL,
+	  V(arp_reply_form),
+	  "also send the reply form of the gratuitous ARP (for hosts that ignore the request form)" },
 
 	{ SECT_PEER, "address", KT_ADDRESS, NULL, 0, 0, false, NULL, P(address),
 	  "IP address of the peer; pgvigil finds itself by this address" },
@@ -692,9 +725,12 @@ set_value(void *base, const struct conf_key *k, const char *raw, char *msg,
 			return -1;
 		}
 		break;
-	case KT_ADDRESS: {
+	case KT_ADDRESS:
+	case KT_OPT_ADDRESS: {
 		unsigned char a[16];
 
+		if (k->type == KT_OPT_ADDRESS && *raw == '\0')
+			break;
 		if (inet_pton(AF_INET, raw, a) != 1 &&
 		    inet_pton(AF_INET6, raw, a) != 1) {
 			snprintf(msg, msglen,
@@ -967,6 +1003,28 @@ validate(struct parse *p, struct conf *c)
 				PERR(p, key_line(p, SECT_BACKEND, y->id, "host"),
 				     "[backend.%" PRId64 "] has the same host and port as [backend.%" PRId64 "] (%s port %" PRId64 ")",
 				     y->id, x->id, a2, y->port);
+		}
+	}
+	if (c->vip.address && c->vip.address[0]) {
+		int line = key_line(p, SECT_VIP, 0, "address");
+		size_t ifn = c->vip.interface ? strlen(c->vip.interface) : 0;
+
+		if (ifn == 0)
+			PERR(p, line, "[vip] address is set but interface is not: name the interface the VIP is added to");
+		else if (ifn >= IFNAMSIZ)
+			PERR(p, key_line(p, SECT_VIP, 0, "interface"),
+			     "interface name \"%s\" is longer than %d characters", c->vip.interface,
+			     IFNAMSIZ - 1);
+		else if (strchr(c->vip.address, '.') && ifn > IFNAMSIZ - 1 - 4)
+			PERR(p, key_line(p, SECT_VIP, 0, "interface"),
+			     "interface name \"%s\" leaves no room for the label \"%s:vip\" (at most %d characters)",
+			     c->vip.interface, c->vip.interface, IFNAMSIZ - 1);
+		for (size_t i = 0; i < c->npeers; i++) {
+			canon_addr(c->vip.address, a1, sizeof(a1));
+			canon_addr(c->peers[i].address ? c->peers[i].address : "", a2, sizeof(a2));
+			if (strcmp(a1, a2) == 0)
+				PERR(p, line, "the VIP %s is the address of [peer.%" PRId64 "]: a VIP must be an address of its own",
+				     a1, c->peers[i].id);
 		}
 	}
 	char sock[512];

@@ -51,6 +51,8 @@ struct conf {
 	char *control_socket;	/* owned; empty = state_dir/pgvigil.sock */
 	/* [hooks] */
 	char *notify_command;	/* owned; empty = none */
+	char *on_vip_acquired;	/* owned; empty = none */
+	char *on_vip_released;	/* owned; empty = none */
 	int64_t hook_timeout_ms;
 	int64_t hook_kill_grace_ms;
 	/* [watchdog] */
@@ -66,6 +68,16 @@ struct conf {
 		int64_t fence_delay_ms;
 		int64_t fence_retry_ms;
 	} wd;
+	/* [vip] */
+	struct conf_vip {
+		char *address;		/* owned; empty = no VIP */
+		char *interface;	/* owned */
+		int64_t probe_timeout_ms;
+		int64_t announce_count;
+		int64_t announce_interval_ms;
+		int64_t announce_refresh_ms;
+		int64_t arp_reply_form;	/* bool */
+	} vip;
 	/* [peer.N], [backend.N], sorted by id */
 	struct conf_peer peers[CONF_MAX_PEERS];
 	size_t npeers;

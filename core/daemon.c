@@ -39,6 +39,7 @@
 #include "core/state.h"
 #include "ctl/ctl.h"
 #include "hooks/hook.h"
+#include "vip/vip.h"
 #include "watchdog/watchdog.h"
 
 #define STATE_FILE "pgvigil.state"
@@ -49,6 +50,7 @@ struct daemon {
 	struct loop *loop;	/* owned */
 	struct hook_runner *hooks;	/* owned */
 	struct watchdog *wd;	/* owned */
+	struct vip *vip;	/* owned */
 	struct ctl_server *ctl;	/* owned */
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
@@ -120,6 +122,7 @@ reload(struct daemon *d)
 	conf_free(d->conf);
 	d->conf = fresh;
 	watchdog_reload(d->wd, d->conf);
+	vip_reload(d->vip, d->conf);
 	apply_log_settings(d->conf);
 	log_event("config-reloaded", "restart_pending=%zu", changed.n);
 	conf_errors_clear(&changed);
@@ -141,7 +144,8 @@ on_signal(struct loop *loop, int signo, void *arg)
 		if (!loop_stopping(loop)) {
 			log_event("daemon-stopping", "signal=%s",
 				  signo == SIGTERM ? "TERM" : "INT");
-			/* Hand the coordinator role over before leaving. */
+			/* Drop the VIP, then hand the coordinator role over. */
+			vip_stop(d->vip);
 			watchdog_stop(d->wd);
 		}
 		loop_stop(loop);
@@ -149,6 +153,34 @@ on_signal(struct loop *loop, int signo, void *arg)
 	default:
 		log_debug("ignoring signal %d", signo);
 	}
+}
+
+static void
+on_entitlement(void *arg, bool has_lease, uint64_t lease_end, uint64_t term)
+{
+	struct daemon *d = arg;
+
+	vip_set_entitlement(d->vip, has_lease, lease_end, term);
+}
+
+static void
+on_vip_trouble(void *arg, const char *reason)
+{
+	struct daemon *d = arg;
+
+	watchdog_resign(d->wd, reason);
+}
+
+static void
+status_extra(void *arg, struct json *j, FILE *table)
+{
+	struct daemon *d = arg;
+	int64_t holder = watchdog_coordinator(d->wd);
+
+	if (j)
+		vip_status_json(d->vip, j, holder);
+	if (table)
+		vip_status_line(d->vip, table, holder);
 }
 
 /* The vote file could not be written: this peer must not take part. */
@@ -261,6 +293,7 @@ daemon_cleanup(struct daemon *d)
 	ctl_server_free(d->ctl);
 	/* Hooks before the watchdog: a fence callback still points at it. */
 	hook_runner_free(d->hooks);
+	vip_free(d->vip);
 	watchdog_free(d->wd);
 	loop_free(d->loop);
 	if (d->lockfd >= 0)
@@ -306,12 +339,21 @@ daemon_main(const struct daemon_opts *opts)
 	}
 	if (open_state(&d) < 0)
 		goto out;
+	/* The VIP first: it purges what a crash left before we join. */
+	d.vip = vip_new(d.loop, d.conf, d.self, d.hooks, on_vip_trouble, &d, err,
+			sizeof(err));
+	if (!d.vip) {
+		log_error("%s", err);
+		goto out;
+	}
 	d.wd = watchdog_new(d.loop, d.conf, d.self, d.boot_id, d.hooks,
 			    on_watchdog_fatal, &d, err, sizeof(err));
 	if (!d.wd) {
 		log_error("%s", err);
 		goto out;
 	}
+	watchdog_set_listener(d.wd, on_entitlement, &d);
+	watchdog_set_status_extra(d.wd, status_extra, &d);
 	char sock[512];
 
 	conf_control_socket(d.conf, sock, sizeof(sock));

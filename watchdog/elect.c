@@ -71,6 +71,7 @@ struct wd {
 	uint64_t heartbeat_at;	/* next heartbeat batch */
 	uint64_t vote_block_until;	/* no votes, pre-votes or candidacy before */
 	uint64_t tilt_until;
+	uint64_t no_stand_until;	/* after wd_resign: vote, but do not stand */
 	uint64_t hb_seq;	/* our heartbeat counter */
 	struct {
 		uint64_t seq, at;
@@ -559,6 +560,8 @@ fence_due(const struct wd *wd)
 	      (wd->was_holder ? 0 : wd->cfg.fence_delay_ms);
 	if (due < wd->fence_not_before)
 		due = wd->fence_not_before;
+	if (due < wd->no_stand_until)
+		due = wd->no_stand_until;	/* a fence leads to standing */
 	/* No fence during a stall hold: the wake-up must not lie in it. */
 	return due > wd->tilt_until ? due : wd->tilt_until;
 }
@@ -609,7 +612,7 @@ take_over(struct wd *wd, uint64_t now)
 {
 	if (!wd->cfg.two_node || wd->role == WD_LEADER || wd->stopped ||
 	    wd->fencing || in_tilt(wd, now) || !eligible(&wd->peers[wd->self].cfg) ||
-	    !other_out(wd))
+	    !other_out(wd) || now < wd->no_stand_until)
 		return;
 	wd->d.term = own_term(wd);
 	wd->d.voted_for = self_id(wd);
@@ -931,7 +934,8 @@ wd_tick(struct wd *wd, uint64_t now)
 	} else if (!wd->stopped && now >= wd->election_at) {
 		if (wd->role == WD_PRECANDIDATE)
 			wd->ctr.prevotes_failed++;
-		if (eligible(&wd->peers[wd->self].cfg) && may_vote(wd, now))
+		if (eligible(&wd->peers[wd->self].cfg) && may_vote(wd, now) &&
+		    now >= wd->no_stand_until)
 			start_prevote(wd, now);
 		else
 			reset_election_timer(wd, now);
@@ -940,6 +944,20 @@ wd_tick(struct wd *wd, uint64_t now)
 	maybe_fence(wd, now);
 	if (now >= wd->heartbeat_at)
 		heartbeat_all(wd, now);
+}
+
+void
+wd_resign(struct wd *wd, uint64_t now, uint32_t hold_ms, const char *reason)
+{
+	wd->neffs = 0;
+	check_stall(wd, now);
+	if (now + hold_ms > wd->no_stand_until)
+		wd->no_stand_until = now + hold_ms;
+	if (wd->role == WD_LEADER || wd->role == WD_CANDIDATE ||
+	    wd->role == WD_PRECANDIDATE)
+		become_follower(wd, now, reason);
+	if (wd->election_at < wd->no_stand_until)
+		wd->election_at = wd->no_stand_until;
 }
 
 void

@@ -193,6 +193,14 @@ void wd_fence_done(struct wd *wd, uint64_t now, uint8_t target, bool ok);
  */
 void wd_stop(struct wd *wd, uint64_t now);
 
+/*
+ * The coordinator cannot serve (its VIP's link went down, the VIP keeps
+ * being removed): it steps down at once and does not stand again for
+ * hold_ms; it still votes. A non-coordinator just does not stand.
+ */
+void wd_resign(struct wd *wd, uint64_t now, uint32_t hold_ms,
+	       const char *reason);
+
 /* When wd_tick must next be called. */
 uint64_t wd_next_wakeup(const struct wd *wd);
 

@@ -47,6 +47,7 @@
 #define VOTE_FILE "watchdog.state"
 #define RECV_BATCH 64
 #define REJECT_LOG_EVERY_MS 10000
+#define RESIGN_HOLD_MS 5000	/* no candidacy after resigning */
 
 struct watchdog {
 	struct loop *loop;		/* borrowed */
@@ -64,6 +65,10 @@ struct watchdog {
 	uint64_t send_errors;
 	uint64_t wrong_source;
 	uint64_t reject_logged_at[WIRE_R_COUNT];
+	watchdog_listener listener;
+	void *listener_arg;		/* borrowed */
+	watchdog_status_extra extra;
+	void *extra_arg;		/* borrowed */
 	uint8_t buf[WIRE_MAX_DGRAM + 1];
 };
 
@@ -89,7 +94,12 @@ after_call(struct watchdog *w, uint64_t now)
 			  " detail=\"the loop did not run for longer than stall_threshold\"",
 			  w->self, w->conf->wd.stall_hold_ms);
 	}
-	(void)now;
+	if (w->listener && !w->fatal) {
+		bool lease = wd_has_lease(w->wd, now);
+
+		w->listener(w->listener_arg, lease, lease ? wd_lease_end(w->wd) : 0,
+			    wd_term(w->wd));
+	}
 	rearm(w);
 }
 
@@ -471,6 +481,32 @@ watchdog_free(struct watchdog *w)
 	free(w);
 }
 
+void
+watchdog_set_listener(struct watchdog *w, watchdog_listener fn, void *arg)
+{
+	w->listener = fn;
+	w->listener_arg = arg;
+}
+
+void
+watchdog_set_status_extra(struct watchdog *w, watchdog_status_extra fn, void *arg)
+{
+	w->extra = fn;
+	w->extra_arg = arg;
+}
+
+void
+watchdog_resign(struct watchdog *w, const char *reason)
+{
+	uint64_t now = clock_now_ms();
+
+	if (!w || w->fatal)
+		return;
+	log_warning("stepping down as coordinator for %d ms: %s", RESIGN_HOLD_MS, reason);
+	wd_resign(w->wd, now, RESIGN_HOLD_MS, reason);
+	after_call(w, now);
+}
+
 bool
 watchdog_is_coordinator(const struct watchdog *w)
 {
@@ -480,6 +516,14 @@ watchdog_is_coordinator(const struct watchdog *w)
 /* ---- status ------------------------------------------------------------- */
 
 /* The coordinator as this peer sees it, or 0. */
+static uint8_t coordinator(const struct watchdog *w, uint64_t now);
+
+int64_t
+watchdog_coordinator(const struct watchdog *w)
+{
+	return coordinator(w, clock_now_ms());
+}
+
 static uint8_t
 coordinator(const struct watchdog *w, uint64_t now)
 {
@@ -606,6 +650,8 @@ status_json(struct watchdog *w, uint64_t now, FILE *out)
 	json_uint(&j, w->wrong_source);
 	json_end_object(&j);
 	json_end_object(&j);
+	if (w->extra)
+		w->extra(w->extra_arg, &j, NULL);
 	json_end_object(&j);
 	if (json_finish(&j) < 0)
 		return -1;
@@ -629,7 +675,10 @@ status_table(struct watchdog *w, uint64_t now, FILE *out)
 			wd_lease_end(w->wd) - now);
 	if (wd_in_tilt(w->wd, now))
 		fprintf(out, ", in tilt");
-	fprintf(out, "\n\n  %-3s %-28s %-13s %-8s %6s %12s %8s %8s\n", "ID", "ADDRESS",
+	fputc('\n', out);
+	if (w->extra)
+		w->extra(w->extra_arg, NULL, out);
+	fprintf(out, "\n  %-3s %-28s %-13s %-8s %6s %12s %8s %8s\n", "ID", "ADDRESS",
 		"ROLE", "STATE", "TERM", "LAST HEARD", "RTT", "LEASE");
 	for (size_t i = 0; i < w->conf->npeers; i++) {
 		const struct conf_peer *p = &w->conf->peers[i];

@@ -36,6 +36,25 @@ void watchdog_reload(struct watchdog *w, const struct conf *conf);
 void watchdog_stop(struct watchdog *w);
 void watchdog_free(struct watchdog *w);
 
+/*
+ * Called after every step of the election with its verdict: whether this
+ * peer is coordinator with a valid lease, until when (CLOCK_BOOTTIME ms)
+ * and in which term. The VIP follows it.
+ */
+typedef void (*watchdog_listener)(void *arg, bool has_lease, uint64_t lease_end,
+				  uint64_t term);
+void watchdog_set_listener(struct watchdog *w, watchdog_listener fn, void *arg);
+/* This peer cannot serve as coordinator for a while (see wd_resign). */
+void watchdog_resign(struct watchdog *w, const char *reason);
+/* The coordinator as this peer sees it, or 0. */
+int64_t watchdog_coordinator(const struct watchdog *w);
+
+struct json;
+/* Lets another part add members to the status (JSON object, or table lines). */
+typedef void (*watchdog_status_extra)(void *arg, struct json *j, FILE *table);
+void watchdog_set_status_extra(struct watchdog *w, watchdog_status_extra fn,
+			       void *arg);
+
 /* The control socket's requests: "status" and "status json". */
 int watchdog_status(struct watchdog *w, bool json, FILE *out);
 /* Whether this peer is coordinator with a valid lease now. */

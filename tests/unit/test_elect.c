@@ -665,6 +665,28 @@ test_elect_two_node_split_holder_fences_first(void **s)
 }
 
 static void
+test_elect_resigned_coordinator_steps_down_and_holds_back(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+
+	wd_resign(H.wd[l], H.now, 3000, "link down");
+	run_effects(l);
+	assert_false(wd_has_lease(H.wd[l], H.now));
+	run_until(H.now + 2500);
+	int nl = leader_with_lease();
+
+	assert_int_not_equal(nl, 0);
+	assert_int_not_equal(nl, l);
+	/* It still votes: the others elected with a majority that may include it. */
+	assert_int_equal(wd_leader(H.wd[l]), nl);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
 test_elect_config_checks(void **s)
 {
 	struct wd_config c;
@@ -717,6 +739,7 @@ main(void)
 		cmocka_unit_test(test_elect_two_node_clean_stop_hands_over_without_fence),
 		cmocka_unit_test(test_elect_two_node_split_holder_fences_first),
 		cmocka_unit_test(test_elect_two_node_stale_stop_notice_is_ignored),
+		cmocka_unit_test(test_elect_resigned_coordinator_steps_down_and_holds_back),
 		cmocka_unit_test(test_elect_config_checks),
 	};
 
