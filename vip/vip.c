@@ -543,28 +543,69 @@ on_claim(const struct vip_claim *c, void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
+#define PURGE_MAX 64
+
+/* Tagged addresses found by the start-up dump; removed after it. */
 struct purge {
-	struct vip *v;		/* borrowed */
-	int n;
+	struct vip_nl_addr found[PURGE_MAX];
+	size_t n;
+	bool overflow;
 };
 
 static void
-purge_addr(const struct vip_nl_addr *a, void *arg)
+purge_collect(const struct vip_nl_addr *a, void *arg)
 {
 	struct purge *p = arg;
-	char err[256], text[64];
 
+	/* No request may be made from inside a dump: collect, act after. */
 	if (!a->added || !a->tagged)
 		return;
-	inet_ntop(a->family, a->addr, text, sizeof(text));
-	if (vip_nl_addr_del(p->v->nl, a->ifindex, a->family, a->addr, a->prefixlen,
-			    err, sizeof(err)) < 0) {
-		log_error("%s", err);
+	if (p->n == PURGE_MAX) {
+		p->overflow = true;
 		return;
 	}
-	p->n++;
-	log_event("vip-purged", "vip=%s ifindex=%d detail=\"left by an earlier run; this peer is not entitled at start\"",
-		  text, a->ifindex);
+	p->found[p->n++] = *a;
+}
+
+/*
+ * Removes every address tagged as pgvigil's. Returns -1 with err set if
+ * one could not be removed: starting with a leftover VIP in place could
+ * make this host a second holder.
+ */
+static int
+purge(struct vip *v, char *err, size_t errlen)
+{
+	struct purge *p = calloc(1, sizeof(*p));
+	char text[64];
+	int rc = 0;
+
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (vip_nl_addr_dump(v->nl, purge_collect, p, err, errlen) < 0) {
+		free(p);
+		return -1;
+	}
+	for (size_t i = 0; i < p->n && rc == 0; i++) {
+		const struct vip_nl_addr *a = &p->found[i];
+
+		inet_ntop(a->family, a->addr, text, sizeof(text));
+		if (vip_nl_addr_del(v->nl, a->ifindex, a->family, a->addr, a->prefixlen,
+				    err, errlen) < 0) {
+			rc = -1;
+			break;
+		}
+		log_event("vip-purged", "vip=%s ifindex=%d detail=\"left by an earlier run; this peer is not entitled at start\"",
+			  text, a->ifindex);
+	}
+	if (rc == 0 && p->overflow) {
+		snprintf(err, errlen, "more than %d addresses are tagged as pgvigil's; remove them by hand",
+			 PURGE_MAX);
+		rc = -1;
+	}
+	free(p);
+	return rc;
 }
 
 struct vip *
@@ -613,9 +654,7 @@ vip_new(struct loop *loop, const struct conf *conf, int64_t self,
 	if (!v->pkt || !v->release_t || !v->probe_t || !v->announce_t || !v->reconcile_t)
 		goto fail;
 	/* Nobody is entitled at start: anything tagged as ours is a leftover. */
-	struct purge p = { v, 0 };
-
-	if (vip_nl_addr_dump(v->nl, purge_addr, &p, err, errlen) < 0)
+	if (purge(v, err, errlen) < 0)
 		goto fail;
 	v->st = v->link.up ? VS_RELEASED : VS_LINK_DOWN;
 	loop_timer_in(v->reconcile_t, RECONCILE_MS);

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import pgvlab  # noqa: E402
 
 DEMO_DIR = "/tmp/pgvigil-demo"
+VIP = pgvlab.vip_addr(0)[0]
 STATE = os.path.join(DEMO_DIR, "lab.json")
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
 DIM = "\033[2m" if sys.stdout.isatty() else ""
@@ -68,6 +69,37 @@ def wait_coordinator(lab, hosts, timeout, exclude=None):
                 return h, time.monotonic()
         time.sleep(0.005)
     raise SystemExit(f"no coordinator within {timeout} s")
+
+
+def vip_holder(lab, hosts):
+    """The lab hosts whose eth0 has the VIP right now (read from the kernel)."""
+    out = []
+    for h in hosts:
+        r = lab.run(h, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"], timeout=5)
+        if f" {VIP}/" in r.stdout:
+            out.append(h)
+    return out
+
+
+def client_neigh(lab):
+    r = lab.run("client", ["ip", "neigh", "show", VIP], timeout=5)
+    m = re.search(r"lladdr (\S+)", r.stdout)
+    return m.group(1) if m else "none"
+
+
+def mac_of(lab, host):
+    r = lab.run(host, ["cat", "/sys/class/net/eth0/address"], timeout=5)
+    return r.stdout.strip()
+
+
+def client_reaches_vip(lab, timeout):
+    """Time until the client completes a ping to the VIP (None if never)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        r = lab.run("client", ["ping", "-c1", "-W0.1", "-q", VIP], timeout=5)
+        if r.returncode == 0:
+            return time.monotonic() - start
+    return None
 
 
 def ctl_status(lab, binary, host):
@@ -133,6 +165,7 @@ def demo(binary, keep):
     step(4, "configuration check: pgvigil -t")
     out = os.path.join(lab.workdir, "notify.log")
     conf = lab.pgvigil_config(peers, backends=[(1, "db1"), (2, "db2")],
+                              extra_sections=f"[vip]\naddress = {VIP}\ninterface = eth0\n",
                               hooks={"notify_command": f"echo $(date +%%T) peer %i: %e >> {out}",
                                      "hook_timeout": "2s", "hook_kill_grace": "500ms"})
     conf_path = os.path.join(lab.workdir, "pgvigil.conf")
@@ -163,32 +196,51 @@ def demo(binary, keep):
     time.sleep(0.3)
     show(["$ pgvigilctl status   (on gw1)"] + ctl_status(lab, binary, "gw1"))
 
-    step(7, "kill -9 of the coordinator: the others elect a new one")
+    step(7, f"the coordinator holds the VIP {VIP}; the client reaches it")
+    show([f"VIP on: {', '.join(vip_holder(lab, hosts)) or 'nobody'} (read from each host's kernel)"])
+    t = client_reaches_vip(lab, 5)
+    show([f"client: ping {VIP} ok" if t is not None else "client: ping failed",
+          f"client neighbour entry: {VIP} at {client_neigh(lab)} = {coord}'s MAC {mac_of(lab, coord)}"])
+
+    step(8, "the coordinator's host is lost (kill -9 and its link cut): VIP moves")
     old = coord
     t0 = time.monotonic()
     pvs[old].signal(signal.SIGKILL)
+    lab.isolate(old)
     coord, t1 = wait_coordinator(lab, hosts, 10, exclude=old)
+    t2 = client_reaches_vip(lab, 10)
     st = status(lab, coord)
-    show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after the kill (term {st['term']}); "
-          f"{old} is {[p['state'] for p in st['peers'] if 'gw%d' % p['id'] == old][0]} in its view"])
+    show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after the loss (term {st['term']})",
+          f"client reaches the VIP again {1000 * (time.monotonic() - t0):.0f} ms after the loss"
+          if t2 is not None else "client could not reach the VIP",
+          f"client neighbour entry: {VIP} at {client_neigh(lab)} = {coord}'s MAC {mac_of(lab, coord)} "
+          "(moved by the gratuitous ARP)"])
+    show([f"{old}'s kernel still has the VIP: {old in vip_holder(lab, [old])} "
+          "(a killed daemon cannot remove it; its link is cut, so nobody reaches it)"])
+    lab.heal(old)
     mark = pvs[old].mark()
     pvs[old] = lab.start_pgvigil(old, binary, conf)
     pvs[old].wait_log(r"event=role-changed role=follower .*reason=\"following\"", timeout=10,
                       since=mark)
-    show([f"{old} restarted and follows {coord}: the term and the coordinator did not change"])
+    purged = [line for line in events(pvs[old], mark, r"event=vip-purged")]
+    show(purged + [f"{old} restarted: it removed the VIP the crash left (nobody is entitled at start) "
+                   f"and follows {coord}; VIP on: {', '.join(vip_holder(lab, hosts))}"])
 
-    step(8, "clean stop of the coordinator hands over at once")
+    step(9, "clean stop of the coordinator hands over at once, VIP included")
     old = coord
     t0 = time.monotonic()
     pvs[old].signal(signal.SIGTERM)
     coord, t1 = wait_coordinator(lab, hosts, 10, exclude=old)
-    show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after SIGTERM of {old} (no election timeout)"])
+    t2 = client_reaches_vip(lab, 10)
+    show([f"{coord} holds the lease {1000 * (t1 - t0):.0f} ms after SIGTERM of {old} (no election timeout); "
+          f"client reaches the VIP at {1000 * (time.monotonic() - t0):.0f} ms; VIP on: "
+          f"{', '.join(vip_holder(lab, hosts))}"])
     assert pvs[old].wait(10) == 0
     mark = pvs[old].mark()
     pvs[old] = lab.start_pgvigil(old, binary, conf)
     pvs[old].wait_log(r"reason=\"following\"", timeout=10, since=mark)
 
-    step(9, "SIGHUP reload is all or nothing")
+    step(10, "SIGHUP reload is all or nothing")
     pv = pvs["gw2"]
     good = open(pv.conf_path).read()
     with open(pv.conf_path, "w") as f:
@@ -204,7 +256,7 @@ def demo(binary, keep):
     pv.wait_log(r"event=config-reloaded", since=mark)
     show(events(pv, mark, r"event=config"))
 
-    step(10, "hooks: notify_command ran on every event (shell-quoted placeholders, own process group)")
+    step(11, "hooks: notify_command ran on every event (shell-quoted placeholders, own process group)")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         lines = open(out).read().splitlines() if os.path.exists(out) else []
@@ -213,7 +265,7 @@ def demo(binary, keep):
         time.sleep(0.05)
     show(lines)
 
-    step(11, "a hook that hangs is killed at its timeout, with its grandchild")
+    step(12, "a hook that hangs is killed at its timeout, with its grandchild")
     hung = os.path.join(lab.workdir, "hung.conf")
     with open(hung, "w") as f:
         f.write(good.replace(f"echo $(date +%%T) peer %i: %e >> {out}",
@@ -227,7 +279,7 @@ def demo(binary, keep):
     gone = not os.path.exists(f"/proc/{gc}")
     show([f"grandchild {gc} (sleep 600): {'gone' if gone else 'STILL RUNNING'}"])
 
-    step(12, "clean stop: SIGTERM")
+    step(13, "clean stop: SIGTERM")
     for _, h in peers:
         mark = pvs[h].mark()
         rc = pvs[h].stop()
@@ -235,7 +287,7 @@ def demo(binary, keep):
 
     say()
     say(f"{BOLD}The lab came up and ran in {time.monotonic() - t0:.1f} s.{RESET} "
-        "Next stages add the VIP and PostgreSQL failover to this drill.")
+        "The next stage adds PostgreSQL failover to this drill.")
     say(f"Logs and data: {lab.workdir}")
     if keep:
         # The daemons were stopped in step 9; restart them so the lab keeps running.
