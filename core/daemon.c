@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/conf.h"
 #include "core/daemon.h"
 #include "core/ident.h"
@@ -43,6 +44,7 @@
 #include "watchdog/watchdog.h"
 
 #define STATE_FILE "pgvigil.state"
+#define STOP_DRAIN_MS 5000	/* at most this long for hooks at a clean stop */
 
 struct daemon {
 	const char *conf_path;	/* borrowed: from argv */
@@ -57,6 +59,8 @@ struct daemon {
 	uint64_t boot_count;	/* starts of this peer, durable */
 	uint64_t boot_id;	/* this start's wire identity, durable, increasing */
 	int exit_code;		/* set when the loop is stopped for a failure */
+	struct loop_timer *drain;	/* owned by the loop: waits for hooks at stop */
+	uint64_t drain_until;
 	char ctx[32];		/* log context "peer N" */
 };
 
@@ -129,6 +133,8 @@ reload(struct daemon *d)
 	notify(d, "config-reloaded");
 }
 
+static void on_drain(struct loop *loop, struct loop_timer *t, void *arg);
+
 static void
 on_signal(struct loop *loop, int signo, void *arg)
 {
@@ -141,14 +147,26 @@ on_signal(struct loop *loop, int signo, void *arg)
 		break;
 	case SIGTERM:
 	case SIGINT:
-		if (!loop_stopping(loop)) {
-			log_event("daemon-stopping", "signal=%s",
-				  signo == SIGTERM ? "TERM" : "INT");
-			/* Drop the VIP, then hand the coordinator role over. */
-			vip_stop(d->vip);
-			watchdog_stop(d->wd);
+		if (d->drain_until) {
+			/* A second stop signal: do not wait for hooks any more. */
+			loop_stop(loop);
+			break;
 		}
-		loop_stop(loop);
+		log_event("daemon-stopping", "signal=%s", signo == SIGTERM ? "TERM" : "INT");
+		/* Drop the VIP, then hand the coordinator role over. */
+		vip_stop(d->vip);
+		watchdog_stop(d->wd);
+		/*
+		 * Hooks still running (on_vip_released, say) get to finish,
+		 * for at most STOP_DRAIN_MS (or their timeout if shorter);
+		 * then the loop stops and the rest are cancelled.
+		 */
+		uint64_t wait = (uint64_t)d->conf->hook_timeout_ms;
+
+		if (wait > STOP_DRAIN_MS)
+			wait = STOP_DRAIN_MS;
+		d->drain_until = clock_now_ms() + wait;
+		on_drain(loop, d->drain, d);
 		break;
 	default:
 		log_debug("ignoring signal %d", signo);
@@ -181,6 +199,18 @@ status_extra(void *arg, struct json *j, FILE *table)
 		vip_status_json(d->vip, j, holder);
 	if (table)
 		vip_status_line(d->vip, table, holder);
+}
+
+/* At a clean stop: stop the loop once no hook runs (or the wait is over). */
+static void
+on_drain(struct loop *loop, struct loop_timer *t, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (hook_running(d->hooks) == 0 || clock_now_ms() >= d->drain_until || !t)
+		loop_stop(loop);
+	else
+		loop_timer_in(t, 20);
 }
 
 /* The vote file could not be written: this peer must not take part. */
@@ -360,6 +390,11 @@ daemon_main(const struct daemon_opts *opts)
 	d.ctl = ctl_server_new(d.loop, sock, on_control, &d, err, sizeof(err));
 	if (!d.ctl) {
 		log_error("%s", err);
+		goto out;
+	}
+	d.drain = loop_timer_new(d.loop, on_drain, &d);
+	if (!d.drain) {
+		log_error("out of memory");
 		goto out;
 	}
 	loop_on_signal(d.loop, on_signal, &d);

@@ -119,6 +119,14 @@ mac_text(const uint8_t *m, char *buf, size_t len)
 }
 
 static void
+hook_done(const struct hook_result *res, void *arg)
+{
+	/* The runner logs the outcome; the VIP does not depend on it. */
+	(void)res;
+	(void)arg;
+}
+
+static void
 run_hook(struct vip *v, const char *name, const char *cmd)
 {
 	char self[24], term[24];
@@ -140,7 +148,7 @@ run_hook(struct vip *v, const char *name, const char *cmd)
 	spec.nvars = 4;
 	spec.timeout_ms = (uint64_t)v->conf->hook_timeout_ms;
 	spec.kill_grace_ms = (uint64_t)v->conf->hook_kill_grace_ms;
-	hook_run(v->hooks, &spec, NULL, NULL);
+	hook_run(v->hooks, &spec, hook_done, NULL);
 }
 
 /* ---- announcements ------------------------------------------------------- */
