@@ -75,7 +75,7 @@ import time
 __all__ = [
     "Lab", "LabError", "Host", "PgInstance", "PgvigilProcess",
     "cleanup_stale", "list_lab_namespaces", "load_state", "root_lab_addresses",
-    "control_status", "parse_control_reply",
+    "control_status", "parse_control_reply", "log_events", "wait_log_event",
     "peer_addr", "pg_addr", "client_addr", "vip_addr",
     "PG_BINDIR", "PREFIX_RE",
 ]
@@ -613,6 +613,38 @@ class PgvigilProcess:
     @property
     def returncode(self):
         return self.proc.poll()
+
+
+EVENT_RE = re.compile(r"event=([a-z-]+)(.*)$", re.M)
+FIELD_RE = re.compile(r'([a-z_]+)=("[^"]*"|\S*)')
+
+
+def log_events(pv, token=None, since=0, **fields):
+    """Event lines of a pgvigil's log (doc/events.md) after offset `since`, as
+    dicts of their fields plus 'event' and 'pos' (the offset in the log),
+    filtered by token and by exact field values."""
+    out = []
+    for m in EVENT_RE.finditer(pv.log_text(), since):
+        if token is not None and m.group(1) != token:
+            continue
+        f = {k: v.strip('"') for k, v in FIELD_RE.findall(m.group(2))}
+        if all(f.get(k) == str(v) for k, v in fields.items()):
+            out.append(dict(f, event=m.group(1), pos=m.start()))
+    return out
+
+
+def wait_log_event(pv, token, timeout, since=0, count=1, **fields):
+    """Wait (bounded) until pv logged `count` matching events; return the last of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = log_events(pv, token, since, **fields)
+        if len(found) >= count:
+            return found[count - 1]
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"peer on {pv.host}: no {count} x event={token} {fields} within {timeout}s; "
+                f"log tail:\n{pv.log_tail(30)}")
+        time.sleep(0.02)
 
 
 def parse_control_reply(raw: bytes):

@@ -94,36 +94,8 @@ def peer_entry(st, pid):
 # --------------------------------------------------------------------------
 # events in the daemon log
 
-EVENT_RE = re.compile(r"event=([a-z-]+)(.*)$", re.M)
-FIELD_RE = re.compile(r'([a-z_]+)=("[^"]*"|\S*)')
-
-
-def events(pv, token=None, since=0, **fields):
-    """Event lines of pv's log after offset `since`, as dicts of their fields
-    (plus 'event' and 'pos', the offset in the log), filtered by token and by
-    exact field values."""
-    out = []
-    for m in EVENT_RE.finditer(pv.log_text(), since):
-        if token is not None and m.group(1) != token:
-            continue
-        f = {k: v.strip('"') for k, v in FIELD_RE.findall(m.group(2))}
-        if all(f.get(k) == str(v) for k, v in fields.items()):
-            out.append(dict(f, event=m.group(1), pos=m.start()))
-    return out
-
-
-def wait_event(pv, token, timeout, since=0, count=1, **fields):
-    """Wait until pv logged `count` events matching; return the last of them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = events(pv, token, since, **fields)
-        if len(found) >= count:
-            return found[count - 1]
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"peer on {pv.host}: no {count} x event={token} {fields} within {timeout}s; "
-                f"log tail:\n{pv.log_tail(30)}")
-        time.sleep(0.02)
+events = pgvlab.log_events
+wait_event = pgvlab.wait_log_event
 
 
 # --------------------------------------------------------------------------
