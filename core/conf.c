@@ -45,6 +45,7 @@ enum sect {
 	SECT_HOOKS,
 	SECT_WATCHDOG,
 	SECT_VIP,
+	SECT_HEALTH,
 	SECT_PEER,
 	SECT_BACKEND,
 	SECT_COUNT,
@@ -55,6 +56,7 @@ static const char *const sect_names[SECT_COUNT] = {
 	[SECT_HOOKS] = "hooks",
 	[SECT_WATCHDOG] = "watchdog",
 	[SECT_VIP] = "vip",
+	[SECT_HEALTH] = "health",
 	[SECT_PEER] = "peer",
 	[SECT_BACKEND] = "backend",
 };
@@ -94,6 +96,7 @@ struct conf_key {
 #define C(f) offsetof(struct conf, f)
 #define W(f) offsetof(struct conf, wd.f)
 #define V(f) offsetof(struct conf, vip.f)
+#define HL(f) offsetof(struct conf, health.f)
 #define P(f) offsetof(struct conf_peer, f)
 #define B(f) offsetof(struct conf_backend, f)
 #define DAY_MS (24LL * 3600 * 1000)
@@ -189,6 +192,19 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_VIP, "arp_reply_form", KT_BOOL, "no", 0, 0, true, NULL,
 	  V(arp_reply_form),
 	  "also send the reply form of the gratuitous ARP (for hosts that ignore the request form)" },
+
+	{ SECT_HEALTH, "interval", KT_DURATION, "1s", 100, 3600000, true, NULL,
+	  HL(interval_ms),
+	  "every backend is checked this often (one query on a kept connection)" },
+	{ SECT_HEALTH, "timeout", KT_DURATION, "2s", 100, 60000, true, NULL,
+	  HL(timeout_ms),
+	  "a check (connecting included) not done in this time has failed" },
+	{ SECT_HEALTH, "recheck_interval", KT_DURATION, "200ms", 10, 60000, true, NULL,
+	  HL(recheck_ms),
+	  "after a failed check the next one comes this soon" },
+	{ SECT_HEALTH, "failure_threshold", KT_INT, "3", 1, 100, true, NULL,
+	  HL(failure_threshold),
+	  "consecutive failed checks after which a backend is failed" },
 
 	{ SECT_PEER, "address", KT_ADDRESS, NULL, 0, 0, false, NULL, P(address),
 	  "IP address of the peer; pgvigil finds itself by this address" },

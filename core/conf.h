@@ -68,6 +68,13 @@ struct conf {
 		int64_t fence_delay_ms;
 		int64_t fence_retry_ms;
 	} wd;
+	/* [health] */
+	struct conf_health {
+		int64_t interval_ms;
+		int64_t timeout_ms;
+		int64_t recheck_ms;
+		int64_t failure_threshold;
+	} health;
 	/* [vip] */
 	struct conf_vip {
 		char *address;		/* owned; empty = no VIP */

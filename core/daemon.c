@@ -39,6 +39,7 @@
 #include "core/loop.h"
 #include "core/state.h"
 #include "ctl/ctl.h"
+#include "failover/health.h"
 #include "hooks/hook.h"
 #include "vip/vip.h"
 #include "watchdog/watchdog.h"
@@ -53,6 +54,7 @@ struct daemon {
 	struct hook_runner *hooks;	/* owned */
 	struct watchdog *wd;	/* owned */
 	struct vip *vip;	/* owned */
+	struct health *health;	/* owned */
 	struct ctl_server *ctl;	/* owned */
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
@@ -127,6 +129,12 @@ reload(struct daemon *d)
 	d->conf = fresh;
 	watchdog_reload(d->wd, d->conf);
 	vip_reload(d->vip, d->conf);
+	{
+		char herr[256];
+
+		if (health_reload(d->health, d->conf, herr, sizeof(herr)) < 0)
+			log_error("%s", herr);
+	}
 	apply_log_settings(d->conf);
 	log_event("config-reloaded", "restart_pending=%zu", changed.n);
 	conf_errors_clear(&changed);
@@ -195,10 +203,14 @@ status_extra(void *arg, struct json *j, FILE *table)
 	struct daemon *d = arg;
 	int64_t holder = watchdog_coordinator(d->wd);
 
-	if (j)
+	if (j) {
 		vip_status_json(d->vip, j, holder);
-	if (table)
+		health_status_json(d->health, j, clock_now_ms());
+	}
+	if (table) {
 		vip_status_line(d->vip, table, holder);
+		health_status_table(d->health, table, clock_now_ms());
+	}
 }
 
 /* At a clean stop: stop the loop once no hook runs (or the wait is over). */
@@ -323,6 +335,7 @@ daemon_cleanup(struct daemon *d)
 	ctl_server_free(d->ctl);
 	/* Hooks before the watchdog: a fence callback still points at it. */
 	hook_runner_free(d->hooks);
+	health_free(d->health);
 	vip_free(d->vip);
 	watchdog_free(d->wd);
 	loop_free(d->loop);
@@ -383,6 +396,11 @@ daemon_main(const struct daemon_opts *opts)
 		goto out;
 	}
 	watchdog_set_listener(d.wd, on_entitlement, &d);
+	d.health = health_new(d.loop, d.conf, err, sizeof(err));
+	if (!d.health) {
+		log_error("%s", err);
+		goto out;
+	}
 	watchdog_set_status_extra(d.wd, status_extra, &d);
 	char sock[512];
 

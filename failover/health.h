@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * health.h - health checks of the PostgreSQL backends, on the event loop.
+ *
+ * Each backend gets one libpq connection, opened with the non-blocking
+ * API (PQconnectStartParams / PQconnectPoll, hostaddr only, our own
+ * deadline: PQconnectPoll ignores connect_timeout) and kept open between
+ * checks. A check sends one query (PQsendQuery) that returns the role
+ * (pg_is_in_recovery), the timeline, the current / receive / replay LSNs and
+ * the system identifier. A failed check closes the connection and the
+ * next one follows soon (fast re-check); a backend is "failed" after
+ * failure_threshold consecutive failures, and is checked on all the same.
+ * Nothing here blocks the loop.
+ */
+#ifndef PGVIGIL_HEALTH_H
+#define PGVIGIL_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct conf;
+struct loop;
+struct json;
+struct health;
+
+enum health_state {
+	HEALTH_UNKNOWN = 0,	/* not checked yet */
+	HEALTH_UP,		/* the last check succeeded */
+	HEALTH_SUSPECT,		/* failed, fewer than failure_threshold times in a row */
+	HEALTH_FAILED,		/* failed failure_threshold times in a row or more */
+};
+
+enum health_role {
+	HEALTH_ROLE_UNKNOWN = 0,
+	HEALTH_ROLE_PRIMARY,
+	HEALTH_ROLE_STANDBY,
+};
+
+struct health_backend {
+	int64_t id;			/* [backend.N] */
+	enum health_state state;
+	enum health_role role;
+	uint32_t timeline;		/* 0 = unknown */
+	uint64_t lsn;			/* primary: pg_current_wal_lsn() */
+	uint64_t receive_lsn;		/* standby: pg_last_wal_receive_lsn() */
+	uint64_t replay_lsn;		/* standby: pg_last_wal_replay_lsn() */
+	uint64_t system_id;		/* pg_control_system() system_identifier */
+	unsigned consecutive_failures;
+	uint64_t last_ok;		/* CLOCK_BOOTTIME ms of the last success, 0 = never */
+	uint64_t last_check;		/* of the last finished check, 0 = never */
+	uint32_t latency_ms;		/* of the last successful check */
+	uint64_t checks, failures;	/* counters */
+	char error[256];		/* last failure, "" when none */
+};
+
+/*
+ * Starts checking every [backend.N] of conf. conf and loop are borrowed.
+ * Returns NULL with err set (only on allocation failure: an unreachable
+ * backend is a check result, not an error).
+ */
+struct health *health_new(struct loop *loop, const struct conf *conf,
+			  char *err, size_t errlen);
+/* A new configuration: backends added or removed, settings changed. */
+int health_reload(struct health *h, const struct conf *conf, char *err,
+		  size_t errlen);
+void health_free(struct health *h);
+
+size_t health_count(const struct health *h);
+/* The i-th backend's view (0 <= i < health_count), borrowed until the next loop turn. */
+const struct health_backend *health_get(const struct health *h, size_t i);
+
+const char *health_state_name(enum health_state s);
+const char *health_role_name(enum health_role r);
+
+/* Adds "backends": [...] to an open JSON object. */
+void health_status_json(const struct health *h, struct json *j, uint64_t now);
+/* Prints the backends table. */
+void health_status_table(const struct health *h, FILE *out, uint64_t now);
+
+#endif
