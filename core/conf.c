@@ -941,6 +941,19 @@ conf_wd_config(const struct conf *c, int64_t self, struct wd_config *out)
 }
 
 void
+conf_hook_spec(const struct conf *c, const char *name, const char *command,
+	       const struct hook_var *vars, size_t nvars, struct hook_spec *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->name = name;
+	out->command = command;
+	out->vars = vars;
+	out->nvars = nvars;
+	out->timeout_ms = (uint64_t)c->hook_timeout_ms;
+	out->kill_grace_ms = (uint64_t)c->hook_kill_grace_ms;
+}
+
+void
 conf_control_socket(const struct conf *c, char *buf, size_t len)
 {
 	if (c->control_socket && c->control_socket[0])

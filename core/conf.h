@@ -126,6 +126,16 @@ void conf_list_settings(FILE *out);
 
 const struct conf_peer *conf_peer_by_id(const struct conf *c, int64_t id);
 
+struct hook_spec;
+struct hook_var;
+/*
+ * A hook spec for command under name, with the [hooks] timeout and kill
+ * grace of c. All pointers are borrowed and must outlive the hook_run call.
+ */
+void conf_hook_spec(const struct conf *c, const char *name, const char *command,
+		    const struct hook_var *vars, size_t nvars,
+		    struct hook_spec *out);
+
 struct wd_config;
 /*
  * Fills the election's configuration for peer self from c. Two voters

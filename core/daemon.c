@@ -73,14 +73,6 @@ apply_log_settings(const struct conf *c)
 	log_set_dest((enum log_dest)c->log_destination);
 }
 
-static void
-notify_done(const struct hook_result *res, void *arg)
-{
-	/* The runner logs event=hook-finished; nothing depends on notify. */
-	(void)res;
-	(void)arg;
-}
-
 /* Runs notify_command for a daemon event, if one is configured. */
 static void
 notify(struct daemon *d, const char *event)
@@ -95,14 +87,9 @@ notify(struct daemon *d, const char *event)
 	vars[0] = (struct hook_var){ 'e', "EVENT", event };
 	vars[1] = (struct hook_var){ 'i', "PEER_ID", id };
 	vars[2] = (struct hook_var){ 'c', "CLUSTER", d->conf->cluster_name };
-	memset(&spec, 0, sizeof(spec));
-	spec.name = "notify";
-	spec.command = d->conf->notify_command;
-	spec.vars = vars;
-	spec.nvars = 3;
-	spec.timeout_ms = (uint64_t)d->conf->hook_timeout_ms;
-	spec.kill_grace_ms = (uint64_t)d->conf->hook_kill_grace_ms;
-	hook_run(d->hooks, &spec, notify_done, d);
+	/* Nothing depends on notify: its outcome is only logged. */
+	conf_hook_spec(d->conf, "notify", d->conf->notify_command, vars, 3, &spec);
+	hook_run(d->hooks, &spec, NULL, NULL);
 }
 
 static void

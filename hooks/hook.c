@@ -583,7 +583,8 @@ proc_report(struct hook_proc *p, bool cancelled)
 		  "signal=%d duration_ms=%" PRIu64, p->name, (int)p->pid,
 		  hook_outcome_name(res.outcome), res.exit_code,
 		  res.term_signal, res.duration_ms);
-	p->cb(&res, p->cb_arg);
+	if (p->cb)
+		p->cb(&res, p->cb_arg);
 	proc_free(p);
 }
 
@@ -918,7 +919,7 @@ hook_run(struct hook_runner *hr, const struct hook_spec *spec,
 	bool fd_added = false;
 	pid_t pid, self;
 
-	if (!hr || !spec || !spec->name || !spec->command || !cb) {
+	if (!hr || !spec || !spec->name || !spec->command) {
 		log_error("could not start hook %s: invalid arguments", name);
 		return -1;
 	}

@@ -73,8 +73,9 @@ void hook_runner_free(struct hook_runner *hr);
 
 /*
  * Starts a hook. Returns a positive run id, or -1 with a message in the log
- * (the callback is not called then). cb is called exactly once otherwise,
- * from the loop, after the process group is gone and output is drained.
+ * (the callback is not called then). cb, unless NULL (the outcome is
+ * logged either way), is called exactly once otherwise, from the loop,
+ * after the process group is gone and output is drained.
  */
 long hook_run(struct hook_runner *hr, const struct hook_spec *spec,
 	      hook_done_cb cb, void *arg);

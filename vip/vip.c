@@ -119,14 +119,6 @@ mac_text(const uint8_t *m, char *buf, size_t len)
 }
 
 static void
-hook_done(const struct hook_result *res, void *arg)
-{
-	/* The runner logs the outcome; the VIP does not depend on it. */
-	(void)res;
-	(void)arg;
-}
-
-static void
 run_hook(struct vip *v, const char *name, const char *cmd)
 {
 	char self[24], term[24];
@@ -141,14 +133,9 @@ run_hook(struct vip *v, const char *name, const char *cmd)
 	vars[1] = (struct hook_var){ 'I', "INTERFACE", v->ifname };
 	vars[2] = (struct hook_var){ 'i', "PEER_ID", self };
 	vars[3] = (struct hook_var){ 'T', "TERM", term };
-	memset(&spec, 0, sizeof(spec));
-	spec.name = name;
-	spec.command = cmd;
-	spec.vars = vars;
-	spec.nvars = 4;
-	spec.timeout_ms = (uint64_t)v->conf->hook_timeout_ms;
-	spec.kill_grace_ms = (uint64_t)v->conf->hook_kill_grace_ms;
-	hook_run(v->hooks, &spec, hook_done, NULL);
+	/* The VIP does not depend on the hook: its outcome is only logged. */
+	conf_hook_spec(v->conf, name, cmd, vars, 4, &spec);
+	hook_run(v->hooks, &spec, NULL, NULL);
 }
 
 /* ---- announcements ------------------------------------------------------- */

@@ -200,13 +200,7 @@ start_fence(struct watchdog *w, uint8_t target, const char *reason)
 	vars[2] = (struct hook_var){ 'i', "PEER_ID", self };
 	vars[3] = (struct hook_var){ 'T', "TERM", term };
 	vars[4] = (struct hook_var){ 'c', "CLUSTER", w->conf->cluster_name };
-	memset(&spec, 0, sizeof(spec));
-	spec.name = "fence";
-	spec.command = cmd;
-	spec.vars = vars;
-	spec.nvars = 5;
-	spec.timeout_ms = (uint64_t)w->conf->hook_timeout_ms;
-	spec.kill_grace_ms = (uint64_t)w->conf->hook_kill_grace_ms;
+	conf_hook_spec(w->conf, "fence", cmd, vars, 5, &spec);
 	if (hook_run(w->hooks, &spec, fence_done, fc) < 0) {
 		free(fc);
 		log_event("fence-failed", "target=%u outcome=not-started", target);
