@@ -1467,3 +1467,35 @@ host    replication  all   2001:db8::/64  trust
             _restore_handlers()
         if errors:
             raise LabError(f"teardown of lab {self.prefix} incomplete: " + "; ".join(errors))
+
+    # ---- host crash (bench_failover) ------------------------------------
+    # Added for bench/bench_failover.py; other helpers may add their own
+    # blocks below this one.
+
+    def host_pids(self, host: str) -> list[int]:
+        """Pids of every live process inside host's namespace (one /proc scan)."""
+        ino = _netns_inode(self.ns(host))
+        return _pids_in_netns({ino} if ino is not None else set())
+
+    def crash_host(self, host: str, mode: str = "link") -> list[int]:
+        """A host crash: freeze (SIGSTOP) every process in host's namespace at
+        once, cut it off the bridge (isolate(host, mode)), then SIGKILL those
+        processes, by pid with their start time checked, and reap the tracked
+        ones.  Nothing it ran gets to shut down cleanly or send a last packet.
+        Returns the pids killed."""
+        self._check_live()
+        pids = [(p, _starttime(p)) for p in self.host_pids(host)]
+        for p, st in pids:
+            _kill(p, signal.SIGSTOP, st)
+        self.isolate(host, mode)
+        for p, st in pids:
+            _kill(p, signal.SIGKILL, st)
+        for p, st in pids:
+            _wait_gone(p, st, 5.0, self._procs.get(p, (None,))[0])
+        with self._lock:
+            for p, _ in pids:
+                if p in self._procs and self._procs[p][0].poll() is not None:
+                    self._procs.pop(p, None)
+                    self._starttimes.pop(p, None)
+            self._write_state()
+        return [p for p, _ in pids]
