@@ -1,0 +1,1994 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * orch.c - the failover orchestration state machine (see orch.h). No I/O,
+ * no clock reads: every input carries `now`, every output is an effect.
+ *
+ * Invariants this file keeps, and the simulator checks:
+ * - Only a coordinator with a valid lease that has read the records of a
+ *   majority in its term (synced) decides or acts (S3).
+ * - A step is acted on only once its record is durable on a majority
+ *   (committed), so the next coordinator sees it and finishes it instead
+ *   of starting a second, different one.
+ * - No promotion before the old primary is fenced: cooperatively (its own
+ *   peer ran stop_command and said so) or by fence_command exit 0 (S2,
+ *   S6). A failed fence is retried with back-off, never skipped.
+ * - The candidate is the eligible standby with the highest (timeline,
+ *   LSN) in the coordinator's own checks made after the fence; one more
+ *   than max_lag behind the last primary LSN is refused (S4).
+ * - Once a candidate is in the record it stays the candidate until it is
+ *   verified as primary: a retry promotes the same backend again, never
+ *   another one. A backend that was primary and failed is flagged
+ *   needs-rejoin and is never a candidate until a rejoin clears it (S8).
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "failover/orch.h"
+
+#define MAX_EFFECTS (4 * FO_MAX_BACKENDS + 32)
+#define VERIFY_POLL_MS 20	/* checks while a promotion is being verified */
+
+/* TLV types in the heartbeat extension (failover's range 0x01xx). */
+#define EXT_VIEW 0x0101
+#define EXT_RECORD 0x0102
+#define EXT_STOP_ACK 0x0103
+#define EXT_OP 0x0104
+
+#define VIEW_ENTRY_LEN 15	/* backend u8, health u8, role u8, tli u32, lsn u64 */
+
+/* Coordinator's progress inside the recorded step (volatile, per term). */
+enum act {
+	ACT_IDLE = 0,
+	ACT_COOP_WAIT,		/* cooperative fence asked; waiting for the ack */
+	ACT_FENCE_HOOK,		/* fence_command running */
+	ACT_SETTLE,		/* fenced: waiting for fresh checks of the standbys */
+	ACT_PROMOTE_HOOK,	/* failover_command running */
+	ACT_VERIFY,		/* promoted: waiting to see it as primary */
+	ACT_FOLLOW,		/* follow hooks running */
+	ACT_BACKOFF,		/* a step failed: retry at retry_at */
+	ACT_TRANSFERRED,	/* handed the role over; nothing more here */
+};
+
+struct stop_ack {
+	uint64_t failover_term;	/* the failover it answers */
+	uint64_t ver_term, ver_seq;	/* the record version that asked */
+	uint8_t backend;
+	bool ok;
+	bool valid;
+};
+
+struct pview {
+	bool have;
+	uint64_t at;		/* when received (self: when checked) */
+	size_t n;
+	struct fo_view v[FO_MAX_BACKENDS];
+	uint64_t rec_term, rec_seq;	/* version of the record it holds */
+	struct stop_ack ack;
+	uint32_t op_seq;
+	uint8_t op, op_arg;
+};
+
+enum follow_state { FS_NONE = 0, FS_RUNNING, FS_OK, FS_FAILED, FS_SKIPPED };
+
+struct fo {
+	struct fo_config cfg;
+	struct fo_record rec;
+	struct fo_counters ctr;
+
+	bool coordinator;
+	uint64_t term;		/* the term we coordinate (or last did) */
+	uint64_t coord_since;
+	bool synced;		/* read a majority's records in this term */
+
+	struct pview pv[FO_MAX_PEERS];	/* index = peer index; self included */
+	uint64_t primary_lsn_seen;	/* highest LSN any view gave the primary */
+	uint8_t primary_lsn_of;		/* ... for this backend */
+
+	/* coordinator progress */
+	enum act act;
+	uint64_t act_since;
+	uint64_t deadline;
+	uint64_t retry_at;
+	uint32_t backoff_ms;
+	uint64_t attempt_term, attempt_seq;	/* record version of this fence attempt */
+	bool commit_pending;
+	uint64_t failover_started;	/* 0 when this coordinator did not start it */
+	uint64_t step_started;
+	uint64_t fenced_at;
+	uint64_t next_poll;
+	enum follow_state follow[FO_MAX_BACKENDS];	/* by backend index */
+	uint8_t rejoin_running;	/* backend id, 0 = none */
+	uint64_t transfer_at;	/* no new transfer before this */
+
+	/* the cooperative fence, as the old primary's peer */
+	bool stop_running;
+	uint64_t stop_for_term, stop_for_seq, stop_for_failover;
+	uint8_t stop_for_backend;
+	struct stop_ack my_ack;
+
+	/* operator commands this peer carries to the coordinator */
+	uint32_t op_seq;
+	uint8_t op, op_arg;
+
+	/* alarms are logged when they change, not on every step */
+	char last_alarm[160];
+	char waiting[200];
+
+	struct fo_effect effs[MAX_EFFECTS];
+	size_t neffs;
+};
+
+/* ---- names -------------------------------------------------------------- */
+
+const char *
+fo_step_name(enum fo_step s)
+{
+	static const char *const n[] = { "none", "fencing", "selecting",
+		"promoting", "following" };
+
+	return (unsigned)s <= FO_STEP_MAX ? n[s] : "?";
+}
+
+const char *
+fo_hook_name(enum fo_hook_kind k)
+{
+	static const char *const n[] = { "?", "stop", "fence_backend", "failover",
+		"follow_primary", "rejoin" };
+
+	return (unsigned)k <= FO_HOOK_KIND_MAX ? n[k] : "?";
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int
+peer_index(const struct fo *fo, uint8_t id)
+{
+	for (size_t i = 0; i < fo->cfg.npeers; i++)
+		if (fo->cfg.peers[i] == id)
+			return (int)i;
+	return -1;
+}
+
+static int
+self_index(const struct fo *fo)
+{
+	return peer_index(fo, fo->cfg.self);
+}
+
+static int
+backend_index(const struct fo *fo, uint8_t id)
+{
+	for (size_t i = 0; i < fo->cfg.nbackends; i++)
+		if (fo->cfg.backends[i].id == id)
+			return (int)i;
+	return -1;
+}
+
+static const struct fo_backend_config *
+backend_cfg(const struct fo *fo, uint8_t id)
+{
+	int i = backend_index(fo, id);
+
+	return i < 0 ? NULL : &fo->cfg.backends[i];
+}
+
+static size_t
+majority(const struct fo *fo)
+{
+	return fo->cfg.npeers / 2 + 1;
+}
+
+static bool
+ver_ge(uint64_t t1, uint64_t s1, uint64_t t2, uint64_t s2)
+{
+	return t1 > t2 || (t1 == t2 && s1 >= s2);
+}
+
+uint8_t
+fo_record_flags(const struct fo_record *r, uint8_t backend)
+{
+	for (size_t i = 0; i < r->nflags; i++)
+		if (r->flags[i].backend == backend)
+			return r->flags[i].flags;
+	return 0;
+}
+
+static void
+set_flags(struct fo_record *r, uint8_t backend, uint8_t set, uint8_t clear)
+{
+	for (size_t i = 0; i < r->nflags; i++) {
+		if (r->flags[i].backend == backend) {
+			r->flags[i].flags = (uint8_t)((r->flags[i].flags | set) & ~clear);
+			return;
+		}
+	}
+	if ((set & ~clear) && r->nflags < FO_MAX_BACKENDS) {
+		r->flags[r->nflags].backend = backend;
+		r->flags[r->nflags].flags = (uint8_t)(set & ~clear);
+		r->nflags++;
+	}
+}
+
+static uint32_t
+op_applied(const struct fo_record *r, uint8_t peer)
+{
+	for (size_t i = 0; i < r->nops; i++)
+		if (r->ops[i].peer == peer)
+			return r->ops[i].seq;
+	return 0;
+}
+
+static void
+set_op_applied(struct fo_record *r, uint8_t peer, uint32_t seq)
+{
+	for (size_t i = 0; i < r->nops; i++) {
+		if (r->ops[i].peer == peer) {
+			r->ops[i].seq = seq;
+			return;
+		}
+	}
+	if (r->nops < FO_MAX_PEERS) {
+		r->ops[r->nops].peer = peer;
+		r->ops[r->nops].seq = seq;
+		r->nops++;
+	}
+}
+
+static struct fo_effect *
+effect(struct fo *fo, enum fo_effect_kind kind)
+{
+	struct fo_effect *e;
+
+	if (fo->neffs == MAX_EFFECTS)
+		return NULL;	/* cannot happen: bounded by the number of backends */
+	e = &fo->effs[fo->neffs++];
+	memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	return e;
+}
+
+static void
+event(struct fo *fo, const char *token, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+event(struct fo *fo, const char *token, const char *fmt, ...)
+{
+	struct fo_effect *e = effect(fo, FO_EFF_EVENT);
+	va_list ap;
+
+	if (!e)
+		return;
+	e->event = token;
+	va_start(ap, fmt);
+	vsnprintf(e->text, sizeof(e->text), fmt, ap);
+	va_end(ap);
+}
+
+/* An alarm is logged when it is new, not on every evaluation. */
+static void
+alarm_once(struct fo *fo, const char *token, const char *reason)
+{
+	char key[sizeof(fo->last_alarm)];
+
+	snprintf(key, sizeof(key), "%s %s", token, reason);
+	snprintf(fo->waiting, sizeof(fo->waiting), "%s", reason);
+	if (strcmp(key, fo->last_alarm) == 0)
+		return;
+	snprintf(fo->last_alarm, sizeof(fo->last_alarm), "%s", key);
+	event(fo, token, "term=%" PRIu64 " reason=\"%s\"", fo->term, reason);
+}
+
+static void
+clear_alarm(struct fo *fo)
+{
+	fo->last_alarm[0] = '\0';
+	fo->waiting[0] = '\0';
+}
+
+static void
+flush(struct fo *fo)
+{
+	effect(fo, FO_EFF_FLUSH);
+}
+
+static void
+check_now(struct fo *fo)
+{
+	effect(fo, FO_EFF_CHECK_NOW);
+}
+
+static void
+hook(struct fo *fo, enum fo_hook_kind kind, uint8_t backend, uint8_t new_primary,
+     uint8_t old_primary)
+{
+	struct fo_effect *e = effect(fo, FO_EFF_HOOK);
+
+	if (!e)
+		return;
+	e->hook = kind;
+	e->backend = backend;
+	e->new_primary = new_primary;
+	e->old_primary = old_primary;
+	e->term = fo->term;
+}
+
+/*
+ * Writes the record as this coordinator's: a new version, durable here
+ * first (PERSIST comes before any effect that depends on it), then sent.
+ * With commit, nothing more happens until a majority holds it.
+ */
+static void
+write_record(struct fo *fo, bool commit)
+{
+	struct fo_effect *e;
+	int si = self_index(fo);
+
+	if (fo->rec.term != fo->term) {
+		fo->rec.term = fo->term;
+		fo->rec.seq = 0;
+	}
+	fo->rec.seq++;
+	e = effect(fo, FO_EFF_PERSIST);
+	if (e)
+		e->record = fo->rec;
+	if (si >= 0) {
+		fo->pv[si].rec_term = fo->rec.term;
+		fo->pv[si].rec_seq = fo->rec.seq;
+	}
+	flush(fo);
+	if (commit)
+		fo->commit_pending = true;
+}
+
+static bool
+fresh(const struct fo *fo, int pi, uint64_t now)
+{
+	const struct pview *p = &fo->pv[pi];
+
+	if (!p->have)
+		return false;
+	if (pi == self_index(fo))
+		return true;
+	return now - p->at <= fo->cfg.view_max_age_ms;
+}
+
+static const struct fo_view *
+view_of(const struct pview *p, uint8_t backend)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->v[i].backend == backend)
+			return &p->v[i];
+	return NULL;
+}
+
+static const struct fo_view *
+own_view(const struct fo *fo, uint8_t backend)
+{
+	int si = self_index(fo);
+
+	return si < 0 ? NULL : view_of(&fo->pv[si], backend);
+}
+
+static bool
+peer_up(const struct fo *fo, uint8_t id, uint64_t now)
+{
+	int pi = peer_index(fo, id);
+
+	return pi >= 0 && fresh(fo, pi, now);
+}
+
+/* How many peers must agree: failure_quorum, or a majority. */
+static size_t
+quorum(const struct fo *fo, uint64_t now)
+{
+	size_t q = fo->cfg.failure_quorum ? fo->cfg.failure_quorum : majority(fo);
+
+	if (fo->cfg.two_node) {
+		/* The coordinator that does not hear the other peer fenced it. */
+		size_t live = 0;
+
+		for (size_t i = 0; i < fo->cfg.npeers; i++)
+			if (fresh(fo, (int)i, now))
+				live++;
+		if (live < q)
+			q = live ? live : 1;
+	}
+	return q;
+}
+
+/* The primary's failure as the views say: failed, or seen up as a standby. */
+static bool
+view_says_failed(const struct fo_view *v)
+{
+	return v && (v->health == FO_H_FAILED ||
+		     (v->health == FO_H_UP && v->role == FO_R_STANDBY));
+}
+
+static size_t
+count_views(const struct fo *fo, uint64_t now, uint8_t backend,
+	    bool (*pred)(const struct fo_view *))
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < fo->cfg.npeers; i++) {
+		if (!fresh(fo, (int)i, now))
+			continue;
+		if (pred(view_of(&fo->pv[i], backend)))
+			n++;
+	}
+	return n;
+}
+
+static bool
+view_up_primary(const struct fo_view *v)
+{
+	return v && v->health == FO_H_UP && v->role == FO_R_PRIMARY;
+}
+
+static bool
+view_failed_only(const struct fo_view *v)
+{
+	return v && v->health == FO_H_FAILED;
+}
+
+/* The cooperative fence's answer from peer id (our own when it is us). */
+static const struct stop_ack *
+ack_of(const struct fo *fo, uint8_t id)
+{
+	int pi;
+
+	if (id == fo->cfg.self)
+		return &fo->my_ack;
+	pi = peer_index(fo, id);
+	return pi < 0 ? NULL : &fo->pv[pi].ack;
+}
+
+/* ---- the replicated record ---------------------------------------------- */
+
+static bool
+committed(const struct fo *fo)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < fo->cfg.npeers; i++) {
+		const struct pview *p = &fo->pv[i];
+
+		if ((int)i == self_index(fo) ||
+		    (p->have && ver_ge(p->rec_term, p->rec_seq, fo->rec.term,
+				       fo->rec.seq)))
+			n++;
+	}
+	return n >= majority(fo);
+}
+
+static void reset_act(struct fo *fo);
+
+/* A record newer than ours, from anyone: adopt it, durably. */
+static void
+adopt(struct fo *fo, const struct fo_record *r)
+{
+	struct fo_effect *e;
+	int si = self_index(fo);
+
+	if (ver_ge(fo->rec.term, fo->rec.seq, r->term, r->seq))
+		return;
+	if (fo->coordinator && r->term > fo->term) {
+		/* A newer coordinator exists: stop acting. */
+		fo->coordinator = false;
+		reset_act(fo);
+	}
+	fo->rec = *r;
+	e = effect(fo, FO_EFF_PERSIST);
+	if (e)
+		e->record = fo->rec;
+	if (si >= 0) {
+		fo->pv[si].rec_term = r->term;
+		fo->pv[si].rec_seq = r->seq;
+	}
+	/* Say so at once: the coordinator waits for a majority to hold it. */
+	flush(fo);
+}
+
+/* ---- the cooperative fence, as the old primary's peer ------------------- */
+
+static void
+maybe_stop_local(struct fo *fo)
+{
+	const struct fo_backend_config *b;
+
+	if (fo->rec.step != FO_STEP_FENCING || fo->stop_running ||
+	    !fo->cfg.has_stop_command)
+		return;
+	b = backend_cfg(fo, fo->rec.old_primary);
+	if (!b || b->peer != fo->cfg.self)
+		return;
+	/* Once stopped for this failover, the answer stands. */
+	if (fo->my_ack.valid && fo->my_ack.ok &&
+	    fo->my_ack.failover_term == fo->rec.failover_term &&
+	    fo->my_ack.backend == b->id)
+		return;
+	/* One run per record version that asks. */
+	if (fo->stop_for_term || fo->stop_for_seq) {
+		if (ver_ge(fo->stop_for_term, fo->stop_for_seq, fo->rec.term,
+			   fo->rec.seq))
+			return;
+	}
+	fo->stop_running = true;
+	fo->stop_for_term = fo->rec.term;
+	fo->stop_for_seq = fo->rec.seq;
+	fo->stop_for_failover = fo->rec.failover_term;
+	fo->stop_for_backend = b->id;
+	event(fo, "backend-stop-started",
+	      "term=%" PRIu64 " backend=%u failover_term=%" PRIu64,
+	      fo->rec.term, b->id, fo->rec.failover_term);
+	{
+		struct fo_effect *e = effect(fo, FO_EFF_HOOK);
+
+		if (e) {
+			e->hook = FO_HOOK_STOP;
+			e->backend = b->id;
+			e->old_primary = b->id;
+			e->term = fo->rec.term;
+		}
+	}
+}
+
+/* ---- coordinator: steps ------------------------------------------------- */
+
+static void
+reset_act(struct fo *fo)
+{
+	fo->act = ACT_IDLE;
+	fo->deadline = 0;
+	fo->retry_at = 0;
+	fo->commit_pending = false;
+	fo->next_poll = 0;
+	memset(fo->follow, 0, sizeof(fo->follow));
+}
+
+static void
+set_act(struct fo *fo, uint64_t now, enum act a)
+{
+	fo->act = a;
+	fo->act_since = now;
+}
+
+static void
+backoff(struct fo *fo, uint64_t now, const char *what)
+{
+	if (fo->backoff_ms == 0)
+		fo->backoff_ms = fo->cfg.retry_ms;
+	else if (fo->backoff_ms < fo->cfg.retry_max_ms / 2)
+		fo->backoff_ms *= 2;
+	else
+		fo->backoff_ms = fo->cfg.retry_max_ms;
+	fo->retry_at = now + fo->backoff_ms;
+	set_act(fo, now, ACT_BACKOFF);
+	snprintf(fo->waiting, sizeof(fo->waiting), "retrying %s in %" PRIu32 " ms",
+		 what, fo->backoff_ms);
+}
+
+static void
+enter_step(struct fo *fo, uint64_t now, enum fo_step step)
+{
+	fo->rec.step = (uint8_t)step;
+	fo->step_started = now;
+	fo->backoff_ms = 0;
+	reset_act(fo);
+	clear_alarm(fo);
+}
+
+static void
+start_failover(struct fo *fo, uint64_t now, uint8_t old, size_t agree)
+{
+	fo->ctr.failovers++;
+	fo->failover_started = now;
+	fo->rec.old_primary = old;
+	fo->rec.candidate = 0;
+	fo->rec.failover_term = fo->term;
+	if (fo->primary_lsn_of == old && fo->primary_lsn_seen > fo->rec.last_primary_lsn)
+		fo->rec.last_primary_lsn = fo->primary_lsn_seen;
+	/* It is never made primary again without a rejoin (S8). */
+	set_flags(&fo->rec, old, FO_B_NEEDS_REJOIN, 0);
+	event(fo, "failover-started",
+	      "term=%" PRIu64 " old=%u agree=%zu quorum=%zu last_lsn=%" PRIu64,
+	      fo->term, old, agree, quorum(fo, now), fo->rec.last_primary_lsn);
+	enter_step(fo, now, FO_STEP_FENCING);
+	write_record(fo, true);
+}
+
+/* Steady state: learn the primary, watch it, start a failover. */
+static void
+steady(struct fo *fo, uint64_t now)
+{
+	size_t q = quorum(fo, now);
+	uint8_t seen[FO_MAX_BACKENDS];
+	size_t nseen = 0;
+
+	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
+		uint8_t id = fo->cfg.backends[i].id;
+
+		if (count_views(fo, now, id, view_up_primary) >= q)
+			seen[nseen++] = id;
+	}
+	if (fo->rec.primary == 0) {
+		const struct fo_view *v;
+
+		if (nseen > 1) {
+			alarm_once(fo, "two-primaries",
+				   "more than one backend is a primary; no primary is chosen");
+			return;
+		}
+		if (nseen == 0) {
+			snprintf(fo->waiting, sizeof(fo->waiting),
+				 "waiting for a primary to be seen by %zu peers", q);
+			return;
+		}
+		v = own_view(fo, seen[0]);
+		if (!view_up_primary(v) || !v->system_id) {
+			snprintf(fo->waiting, sizeof(fo->waiting),
+				 "waiting to check backend %u myself", seen[0]);
+			return;
+		}
+		if (fo_record_flags(&fo->rec, seen[0]) & FO_B_NEEDS_REJOIN) {
+			alarm_once(fo, "two-primaries",
+				   "the only primary seen needs a rejoin; it is not taken as primary");
+			return;
+		}
+		fo->rec.primary = seen[0];
+		fo->rec.timeline = v->timeline;
+		fo->rec.system_id = v->system_id;
+		clear_alarm(fo);
+		event(fo, "primary-known",
+		      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64,
+		      fo->term, seen[0], v->timeline, v->lsn);
+		write_record(fo, false);
+		return;
+	}
+	/* Another primary beside the recorded one: say so, do nothing. */
+	for (size_t i = 0; i < nseen; i++) {
+		if (seen[i] != fo->rec.primary) {
+			char why[128];
+
+			snprintf(why, sizeof(why),
+				 "backend %u is a primary besides the recorded primary %u",
+				 seen[i], fo->rec.primary);
+			alarm_once(fo, "two-primaries", why);
+			return;
+		}
+	}
+	{
+		const struct fo_view *v = own_view(fo, fo->rec.primary);
+
+		if (view_up_primary(v) && v->timeline > fo->rec.timeline) {
+			fo->rec.timeline = v->timeline;
+			write_record(fo, false);
+		}
+	}
+	size_t agree = count_views(fo, now, fo->rec.primary, view_says_failed);
+
+	if (agree < q) {
+		if (nseen == 1)
+			clear_alarm(fo);
+		return;
+	}
+	if (fo->rec.paused) {
+		alarm_once(fo, "failover-blocked",
+			   "the primary failed but maintenance mode is on");
+		return;
+	}
+	if (!fo->cfg.auto_failover) {
+		alarm_once(fo, "failover-blocked",
+			   "the primary failed but auto_failover is off");
+		return;
+	}
+	start_failover(fo, now, fo->rec.primary, agree);
+}
+
+static void
+fence_confirmed(struct fo *fo, uint64_t now, const char *method)
+{
+	uint8_t old = fo->rec.old_primary;
+
+	fo->ctr.fences++;
+	event(fo, "backend-fence-done",
+	      "term=%" PRIu64 " backend=%u method=%s duration_ms=%" PRIu64,
+	      fo->term, old, method, now - fo->step_started);
+	set_flags(&fo->rec, old, FO_B_FENCED, 0);
+	enter_step(fo, now, FO_STEP_SELECTING);
+	fo->fenced_at = now;
+	write_record(fo, true);
+	check_now(fo);
+}
+
+static void
+run_fence_command(struct fo *fo, uint64_t now, const char *why)
+{
+	uint8_t old = fo->rec.old_primary;
+
+	if (!fo->cfg.has_fence_command) {
+		char reason[180];
+
+		fo->ctr.fences_failed++;
+		snprintf(reason, sizeof(reason),
+			 "cannot fence backend %u: %s and no fence_command is set; no promotion",
+			 old, why);
+		alarm_once(fo, "failover-blocked", reason);
+		backoff(fo, now, "the fence");
+		return;
+	}
+	event(fo, "backend-fence-started",
+	      "term=%" PRIu64 " backend=%u method=command reason=\"%s\"", fo->term,
+	      old, why);
+	set_act(fo, now, ACT_FENCE_HOOK);
+	hook(fo, FO_HOOK_FENCE, old, 0, old);
+}
+
+static void
+do_fence(struct fo *fo, uint64_t now)
+{
+	uint8_t old = fo->rec.old_primary;
+	const struct fo_backend_config *b = backend_cfg(fo, old);
+	const struct stop_ack *a;
+
+	switch (fo->act) {
+	case ACT_IDLE:
+		fo->attempt_term = fo->rec.term;
+		fo->attempt_seq = fo->rec.seq;
+		if (b && b->peer && fo->cfg.has_stop_command &&
+		    (b->peer == fo->cfg.self || peer_up(fo, b->peer, now))) {
+			set_act(fo, now, ACT_COOP_WAIT);
+			fo->deadline = now + fo->cfg.fence_timeout_ms;
+			snprintf(fo->waiting, sizeof(fo->waiting),
+				 "waiting for peer %u to stop backend %u", b->peer, old);
+			/* As that peer ourselves, the stop starts here and now. */
+			maybe_stop_local(fo);
+			break;
+		}
+		run_fence_command(fo, now,
+				  !b || !b->peer ? "it has no peer of its own" :
+				  !fo->cfg.has_stop_command ? "no stop_command is set" :
+				  "its peer is not reachable");
+		break;
+	case ACT_COOP_WAIT:
+		a = b ? ack_of(fo, b->peer) : NULL;
+		if (a && a->valid && a->backend == old &&
+		    a->failover_term == fo->rec.failover_term) {
+			if (a->ok) {
+				fence_confirmed(fo, now, "cooperative");
+				break;
+			}
+			if (ver_ge(a->ver_term, a->ver_seq, fo->attempt_term,
+				   fo->attempt_seq)) {
+				event(fo, "backend-fence-failed",
+				      "term=%" PRIu64 " backend=%u method=cooperative reason=\"stop_command failed on peer %u\"",
+				      fo->term, old, b->peer);
+				run_fence_command(fo, now, "its peer could not stop it");
+				break;
+			}
+		}
+		if (now >= fo->deadline) {
+			event(fo, "backend-fence-failed",
+			      "term=%" PRIu64 " backend=%u method=cooperative reason=\"no confirmation within fence_timeout\"",
+			      fo->term, old);
+			run_fence_command(fo, now, "its peer did not confirm the stop");
+		}
+		break;
+	case ACT_BACKOFF:
+		if (now >= fo->retry_at) {
+			/* A new attempt is a new record version: the peer runs again. */
+			set_act(fo, now, ACT_IDLE);
+			write_record(fo, true);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* Candidate choice among the coordinator's own checks since the fence. */
+static void
+do_select(struct fo *fo, uint64_t now)
+{
+	const struct fo_view *best = NULL;
+	const struct fo_backend_config *bestc = NULL;
+	size_t q = quorum(fo, now);
+	uint64_t settle_end = fo->fenced_at + fo->cfg.settle_ms;
+	bool waiting = false;
+	char others[160] = "";
+	size_t olen = 0;
+
+	if (fo->act == ACT_BACKOFF && now < fo->retry_at)
+		return;
+	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
+		const struct fo_backend_config *c = &fo->cfg.backends[i];
+		const struct fo_view *v = own_view(fo, c->id);
+
+		if (c->id == fo->rec.old_primary)
+			continue;
+		if (!v || v->checked_at < fo->fenced_at) {
+			if (now < settle_end)
+				waiting = true;
+			continue;
+		}
+		if (v->health != FO_H_UP || v->role != FO_R_STANDBY)
+			continue;
+		if (c->priority == 0 ||
+		    (fo_record_flags(&fo->rec, c->id) & FO_B_NEEDS_REJOIN))
+			continue;
+		if (fo->rec.system_id && v->system_id != fo->rec.system_id)
+			continue;
+		if (count_views(fo, now, c->id, view_failed_only) >= q)
+			continue;
+		if (olen < sizeof(others) - 40)
+			olen += (size_t)snprintf(others + olen, sizeof(others) - olen,
+						 "%s%u:%" PRIu32 "/%" PRIu64, olen ? "," : "",
+						 c->id, v->timeline, v->lsn);
+		if (!best || v->timeline > best->timeline ||
+		    (v->timeline == best->timeline && v->lsn > best->lsn) ||
+		    (v->timeline == best->timeline && v->lsn == best->lsn &&
+		     (c->priority > bestc->priority ||
+		      (c->priority == bestc->priority && c->id < bestc->id)))) {
+			best = v;
+			bestc = c;
+		}
+	}
+	if (waiting) {
+		snprintf(fo->waiting, sizeof(fo->waiting),
+			 "waiting for fresh checks of the standbys");
+		if (now >= fo->next_poll) {
+			check_now(fo);
+			fo->next_poll = now + VERIFY_POLL_MS;
+		}
+		return;
+	}
+	if (!best) {
+		fo->ctr.refusals++;
+		alarm_once(fo, "failover-refused",
+			   "no eligible standby: none is up, a standby, of this cluster, of priority > 0 and free of a pending rejoin");
+		backoff(fo, now, "the candidate choice");
+		fo->fenced_at = now;	/* the next choice wants fresh checks */
+		check_now(fo);
+		return;
+	}
+	if (best->lsn + fo->cfg.max_lag < fo->rec.last_primary_lsn) {
+		char reason[180];
+
+		fo->ctr.refusals++;
+		snprintf(reason, sizeof(reason),
+			 "candidate %u is %" PRIu64 " bytes behind the last primary LSN %" PRIu64 ", more than max_lag %" PRIu64,
+			 bestc->id, fo->rec.last_primary_lsn - best->lsn,
+			 fo->rec.last_primary_lsn, fo->cfg.max_lag);
+		alarm_once(fo, "failover-refused", reason);
+		backoff(fo, now, "the candidate choice");
+		fo->fenced_at = now;
+		check_now(fo);
+		return;
+	}
+	event(fo, "candidate-chosen",
+	      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64 " lag=%" PRIu64 " standbys=%s",
+	      fo->term, bestc->id, best->timeline, best->lsn,
+	      fo->rec.last_primary_lsn > best->lsn ? fo->rec.last_primary_lsn - best->lsn : 0,
+	      others);
+	fo->rec.candidate = bestc->id;
+	fo->rec.switch_lsn = best->lsn;
+	enter_step(fo, now, FO_STEP_PROMOTING);
+	write_record(fo, true);
+}
+
+static void
+promoted(struct fo *fo, uint64_t now, const struct fo_view *v)
+{
+	uint8_t c = fo->rec.candidate;
+	const struct fo_backend_config *bc = backend_cfg(fo, c);
+
+	fo->ctr.promotions++;
+	event(fo, "promote-verified",
+	      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64 " duration_ms=%" PRIu64,
+	      fo->term, c, v->timeline, v->lsn, now - fo->step_started);
+	fo->rec.primary = c;
+	fo->rec.timeline = v->timeline;
+	fo->primary_lsn_seen = v->lsn;
+	fo->primary_lsn_of = c;
+	enter_step(fo, now, FO_STEP_FOLLOWING);
+	/*
+	 * Made durable on a majority before the role is handed over (see
+	 * maybe_transfer), so the new primary's peer resumes at FOLLOWING.
+	 */
+	write_record(fo, true);
+	(void)bc;
+}
+
+static void
+do_promote(struct fo *fo, uint64_t now)
+{
+	uint8_t c = fo->rec.candidate;
+	const struct fo_view *v = own_view(fo, c);
+
+	/* Already a primary on a newer timeline (a previous coordinator did it)? */
+	if (v && view_up_primary(v) && v->checked_at >= fo->step_started &&
+	    (fo->rec.timeline == 0 || v->timeline > fo->rec.timeline)) {
+		promoted(fo, now, v);
+		return;
+	}
+	switch (fo->act) {
+	case ACT_IDLE:
+		event(fo, "promote-started", "term=%" PRIu64 " backend=%u old=%u",
+		      fo->term, c, fo->rec.old_primary);
+		set_act(fo, now, ACT_PROMOTE_HOOK);
+		snprintf(fo->waiting, sizeof(fo->waiting),
+			 "waiting for failover_command to promote backend %u", c);
+		hook(fo, FO_HOOK_PROMOTE, fo->rec.old_primary, c, fo->rec.old_primary);
+		break;
+	case ACT_VERIFY:
+		if (now >= fo->deadline) {
+			fo->ctr.promotions_failed++;
+			event(fo, "promote-failed",
+			      "term=%" PRIu64 " backend=%u reason=\"not seen as primary on a new timeline within verify_timeout\"",
+			      fo->term, c);
+			backoff(fo, now, "the promotion");
+		} else if (now >= fo->next_poll) {
+			check_now(fo);
+			fo->next_poll = now + VERIFY_POLL_MS;
+		}
+		break;
+	case ACT_BACKOFF:
+		if (now >= fo->retry_at) {
+			set_act(fo, now, ACT_IDLE);
+			do_promote(fo, now);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+finish_failover(struct fo *fo, uint64_t now)
+{
+	size_t ok = 0, failed = 0;
+
+	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
+		if (fo->follow[i] == FS_OK)
+			ok++;
+		else if (fo->follow[i] == FS_FAILED || fo->follow[i] == FS_SKIPPED)
+			failed++;
+	}
+	fo->ctr.failovers_done++;
+	if (fo->failover_started)
+		event(fo, "failover-done",
+		      "term=%" PRIu64 " old=%u new=%u followed=%zu not_followed=%zu duration_ms=%" PRIu64,
+		      fo->term, fo->rec.old_primary, fo->rec.primary, ok, failed,
+		      now - fo->failover_started);
+	else
+		event(fo, "failover-done",
+		      "term=%" PRIu64 " old=%u new=%u followed=%zu not_followed=%zu resumed=yes",
+		      fo->term, fo->rec.old_primary, fo->rec.primary, ok, failed);
+	fo->rec.old_primary = 0;
+	fo->rec.candidate = 0;
+	fo->failover_started = 0;
+	enter_step(fo, now, FO_STEP_NONE);
+	write_record(fo, false);
+}
+
+static void
+do_follow(struct fo *fo, uint64_t now)
+{
+	bool running = false;
+
+	if (fo->act == ACT_IDLE) {
+		set_act(fo, now, ACT_FOLLOW);
+		for (size_t i = 0; i < fo->cfg.nbackends; i++) {
+			const struct fo_backend_config *c = &fo->cfg.backends[i];
+			const struct fo_view *v = own_view(fo, c->id);
+
+			if (c->id == fo->rec.primary || c->id == fo->rec.old_primary ||
+			    (fo_record_flags(&fo->rec, c->id) & FO_B_NEEDS_REJOIN)) {
+				fo->follow[i] = FS_NONE;
+				continue;
+			}
+			if (!fo->cfg.has_follow_command || !v || v->health != FO_H_UP) {
+				fo->follow[i] = FS_SKIPPED;
+				set_flags(&fo->rec, c->id, FO_B_NEEDS_REJOIN, 0);
+				event(fo, "follow-failed",
+				      "term=%" PRIu64 " backend=%u new=%u reason=\"%s\"",
+				      fo->term, c->id, fo->rec.primary,
+				      !fo->cfg.has_follow_command ?
+				      "no follow_primary_command is set; it needs a rejoin" :
+				      "it is not up; it needs a rejoin");
+				continue;
+			}
+			fo->follow[i] = FS_RUNNING;
+			fo->ctr.follows++;
+			event(fo, "follow-started", "term=%" PRIu64 " backend=%u new=%u",
+			      fo->term, c->id, fo->rec.primary);
+			hook(fo, FO_HOOK_FOLLOW, c->id, fo->rec.primary,
+			     fo->rec.old_primary);
+		}
+	}
+	for (size_t i = 0; i < fo->cfg.nbackends; i++)
+		if (fo->follow[i] == FS_RUNNING)
+			running = true;
+	if (running) {
+		snprintf(fo->waiting, sizeof(fo->waiting),
+			 "waiting for follow_primary_command");
+		return;
+	}
+	finish_failover(fo, now);
+}
+
+/* Operator commands carried by the peers (and our own). */
+static void
+apply_ops(struct fo *fo, uint64_t now)
+{
+	for (size_t i = 0; i < fo->cfg.npeers; i++) {
+		struct pview *p = &fo->pv[i];
+		uint8_t id = fo->cfg.peers[i];
+
+		if (!p->have || p->op_seq == 0 ||
+		    p->op_seq <= op_applied(&fo->rec, id))
+			continue;
+		set_op_applied(&fo->rec, id, p->op_seq);
+		switch (p->op) {
+		case FO_CMD_PAUSE:
+			if (!fo->rec.paused)
+				event(fo, "maintenance-on", "term=%" PRIu64 " by_peer=%u",
+				      fo->term, id);
+			fo->rec.paused = true;
+			break;
+		case FO_CMD_RESUME:
+			if (fo->rec.paused)
+				event(fo, "maintenance-off", "term=%" PRIu64 " by_peer=%u",
+				      fo->term, id);
+			fo->rec.paused = false;
+			clear_alarm(fo);
+			break;
+		case FO_CMD_REJOIN: {
+			uint8_t b = p->op_arg;
+
+			if (fo->rejoin_running || fo->rec.step != FO_STEP_NONE ||
+			    !fo->rec.primary || b == fo->rec.primary ||
+			    !(fo_record_flags(&fo->rec, b) & FO_B_NEEDS_REJOIN)) {
+				event(fo, "rejoin-failed",
+				      "term=%" PRIu64 " backend=%u by_peer=%u reason=\"%s\"",
+				      fo->term, b, id,
+				      fo->rejoin_running ? "a rejoin is running" :
+				      fo->rec.step != FO_STEP_NONE ? "a failover is in progress" :
+				      !fo->rec.primary ? "no primary is known" :
+				      b == fo->rec.primary ? "it is the primary" :
+				      "it does not need a rejoin");
+				break;
+			}
+			fo->rejoin_running = b;
+			event(fo, "rejoin-started", "term=%" PRIu64 " backend=%u new=%u by_peer=%u",
+			      fo->term, b, fo->rec.primary, id);
+			hook(fo, FO_HOOK_REJOIN, b, fo->rec.primary, b);
+			break;
+		}
+		default:
+			break;
+		}
+		write_record(fo, false);
+	}
+	(void)now;
+}
+
+/*
+ * vip.follow = primary: the VIP is only ever on the coordinator (its lease
+ * is what makes S1 hold), so the coordinator role goes to the primary's
+ * peer. Between steps only: not while hooks of this coordinator run.
+ */
+static bool
+maybe_transfer(struct fo *fo, uint64_t now)
+{
+	const struct fo_backend_config *b;
+	struct fo_effect *e;
+
+	if (fo->act == ACT_TRANSFERRED) {
+		if (now < fo->transfer_at)
+			return true;
+		/* It did not take (the target did not stand): carry on here. */
+		set_act(fo, now, ACT_IDLE);
+	}
+	if (fo->cfg.vip_follow != FO_VIP_PRIMARY || !fo->rec.primary)
+		return false;
+	if (fo->rec.step != FO_STEP_NONE &&
+	    !(fo->rec.step == FO_STEP_FOLLOWING && fo->act == ACT_IDLE))
+		return false;
+	if (fo->rejoin_running)
+		return false;
+	b = backend_cfg(fo, fo->rec.primary);
+	if (!b || !b->peer || b->peer == fo->cfg.self || !peer_up(fo, b->peer, now) ||
+	    now < fo->transfer_at)
+		return false;
+	{
+		int pi = peer_index(fo, b->peer);
+
+		if (pi < 0 || !fo->cfg.peer_eligible[pi])
+			return false;
+	}
+	e = effect(fo, FO_EFF_TRANSFER);
+	if (!e)
+		return false;
+	e->peer = b->peer;
+	event(fo, "coordinator-transfer",
+	      "term=%" PRIu64 " to=%u primary=%u step=%s", fo->term, b->peer,
+	      fo->rec.primary, fo_step_name(fo->rec.step));
+	set_act(fo, now, ACT_TRANSFERRED);
+	/* If it does not take, try again later, not on every step. */
+	fo->transfer_at = now + 2000;
+	return true;
+}
+
+static void
+progress(struct fo *fo, uint64_t now)
+{
+	if (!fo->coordinator || !fo->synced)
+		return;
+	if (fo->commit_pending) {
+		if (!committed(fo)) {
+			snprintf(fo->waiting, sizeof(fo->waiting),
+				 "waiting for a majority to hold the cluster record");
+			return;
+		}
+		fo->commit_pending = false;
+	}
+	apply_ops(fo, now);
+	if (maybe_transfer(fo, now))
+		return;
+	switch ((enum fo_step)fo->rec.step) {
+	case FO_STEP_NONE:
+		steady(fo, now);
+		break;
+	case FO_STEP_FENCING:
+		do_fence(fo, now);
+		break;
+	case FO_STEP_SELECTING:
+		do_select(fo, now);
+		break;
+	case FO_STEP_PROMOTING:
+		do_promote(fo, now);
+		break;
+	case FO_STEP_FOLLOWING:
+		do_follow(fo, now);
+		break;
+	}
+	/* A step may have been written and committed at once (one peer). */
+	if (fo->commit_pending && committed(fo)) {
+		fo->commit_pending = false;
+		progress(fo, now);
+	}
+}
+
+/* The coordinator has read the records of a majority in its term. */
+static void
+maybe_sync(struct fo *fo, uint64_t now)
+{
+	size_t n = 0;
+
+	if (!fo->coordinator || fo->synced)
+		return;
+	for (size_t i = 0; i < fo->cfg.npeers; i++)
+		if ((int)i == self_index(fo) ||
+		    (fo->pv[i].have && fo->pv[i].at >= fo->coord_since))
+			n++;
+	if (n < majority(fo)) {
+		snprintf(fo->waiting, sizeof(fo->waiting),
+			 "waiting for the cluster records of a majority");
+		return;
+	}
+	fo->synced = true;
+	reset_act(fo);
+	fo->step_started = now;
+	/* Our own version of the newest record, in our term. */
+	write_record(fo, fo->rec.step != FO_STEP_NONE);
+	if (fo->rec.step != FO_STEP_NONE)
+		event(fo, "failover-resumed",
+		      "term=%" PRIu64 " step=%s old=%u candidate=%u",
+		      fo->term, fo_step_name(fo->rec.step), fo->rec.old_primary,
+		      fo->rec.candidate);
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+int
+fo_check_config(const struct fo_config *c, char *err, size_t errlen)
+{
+	bool self = false;
+
+	if (c->npeers == 0 || c->npeers > FO_MAX_PEERS) {
+		snprintf(err, errlen, "between 1 and %d peers are needed", FO_MAX_PEERS);
+		return -1;
+	}
+	if (c->nbackends > FO_MAX_BACKENDS) {
+		snprintf(err, errlen, "at most %d backends", FO_MAX_BACKENDS);
+		return -1;
+	}
+	for (size_t i = 0; i < c->npeers; i++)
+		if (c->peers[i] == c->self)
+			self = true;
+	if (!self) {
+		snprintf(err, errlen, "peer %u is not configured", c->self);
+		return -1;
+	}
+	if (c->failure_quorum > c->npeers) {
+		snprintf(err, errlen, "failure_quorum %u is more than the %zu peers",
+			 c->failure_quorum, c->npeers);
+		return -1;
+	}
+	if (c->retry_ms == 0 || c->retry_max_ms < c->retry_ms) {
+		snprintf(err, errlen, "retry_max must be at least retry_interval");
+		return -1;
+	}
+	return 0;
+}
+
+struct fo *
+fo_new(const struct fo_config *cfg, const struct fo_record *rec, uint64_t now)
+{
+	struct fo *fo = calloc(1, sizeof(*fo));
+
+	if (!fo)
+		return NULL;
+	fo->cfg = *cfg;
+	if (rec)
+		fo->rec = *rec;
+	int si = self_index(fo);
+
+	if (si >= 0) {
+		fo->pv[si].rec_term = fo->rec.term;
+		fo->pv[si].rec_seq = fo->rec.seq;
+	}
+	/* Operator commands already applied must not be replayed under a new seq. */
+	fo->op_seq = op_applied(&fo->rec, cfg->self);
+	(void)now;
+	return fo;
+}
+
+void
+fo_free(struct fo *fo)
+{
+	free(fo);
+}
+
+void
+fo_reload(struct fo *fo, const struct fo_config *cfg)
+{
+	struct pview saved[FO_MAX_PEERS];
+	uint8_t ids[FO_MAX_PEERS];
+	size_t n = fo->cfg.npeers;
+
+	memcpy(saved, fo->pv, sizeof(saved));
+	memcpy(ids, fo->cfg.peers, sizeof(ids));
+	fo->cfg = *cfg;
+	memset(fo->pv, 0, sizeof(fo->pv));
+	for (size_t i = 0; i < n; i++) {
+		int j = peer_index(fo, ids[i]);
+
+		if (j >= 0)
+			fo->pv[j] = saved[i];
+	}
+	fo->neffs = 0;
+}
+
+void
+fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
+{
+	fo->neffs = 0;
+	if (coordinator && fo->coordinator && term == fo->term) {
+		progress(fo, now);
+		return;
+	}
+	if (!coordinator) {
+		if (fo->coordinator) {
+			fo->coordinator = false;
+			reset_act(fo);
+			clear_alarm(fo);
+		}
+		return;
+	}
+	fo->coordinator = true;
+	fo->term = term;
+	fo->coord_since = now;
+	fo->synced = false;
+	fo->failover_started = 0;
+	fo->rejoin_running = 0;
+	reset_act(fo);
+	clear_alarm(fo);
+	maybe_sync(fo, now);
+	progress(fo, now);
+}
+
+void
+fo_local_view(struct fo *fo, uint64_t now, const struct fo_view *v, size_t n)
+{
+	int si = self_index(fo);
+	struct pview *p;
+	bool changed = false;
+
+	fo->neffs = 0;
+	if (si < 0)
+		return;
+	p = &fo->pv[si];
+	if (n > FO_MAX_BACKENDS)
+		n = FO_MAX_BACKENDS;
+	for (size_t i = 0; i < n; i++) {
+		const struct fo_view *old = view_of(p, v[i].backend);
+
+		if (!old || old->health != v[i].health || old->role != v[i].role ||
+		    old->timeline != v[i].timeline)
+			changed = true;
+	}
+	if (n != p->n)
+		changed = true;
+	memcpy(p->v, v, n * sizeof(*v));
+	p->n = n;
+	p->have = true;
+	p->at = now;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].backend == fo->rec.primary && v[i].role == FO_R_PRIMARY &&
+		    (fo->primary_lsn_of != v[i].backend || v[i].lsn > fo->primary_lsn_seen)) {
+			fo->primary_lsn_of = v[i].backend;
+			fo->primary_lsn_seen = v[i].lsn;
+		}
+	}
+	/* A change of health or role is news the coordinator wants now. */
+	if (changed)
+		flush(fo);
+	progress(fo, now);
+}
+
+/* ---- extension codec ---------------------------------------------------- */
+
+struct wcur {
+	uint8_t *p;
+	size_t cap, len;
+	bool overflow;
+};
+
+static void
+w8(struct wcur *c, uint8_t v)
+{
+	if (c->len + 1 > c->cap) {
+		c->overflow = true;
+		return;
+	}
+	c->p[c->len++] = v;
+}
+
+static void
+w16(struct wcur *c, uint16_t v)
+{
+	w8(c, (uint8_t)(v >> 8));
+	w8(c, (uint8_t)v);
+}
+
+static void
+w32(struct wcur *c, uint32_t v)
+{
+	w16(c, (uint16_t)(v >> 16));
+	w16(c, (uint16_t)v);
+}
+
+static void
+w64(struct wcur *c, uint64_t v)
+{
+	w32(c, (uint32_t)(v >> 32));
+	w32(c, (uint32_t)v);
+}
+
+struct rcur {
+	const uint8_t *p;
+	size_t len, off;
+	bool bad;
+};
+
+static uint8_t
+r8(struct rcur *c)
+{
+	if (c->off + 1 > c->len) {
+		c->bad = true;
+		return 0;
+	}
+	return c->p[c->off++];
+}
+
+static uint16_t
+r16(struct rcur *c)
+{
+	uint16_t hi = r8(c);
+
+	return (uint16_t)(hi << 8 | r8(c));
+}
+
+static uint32_t
+r32(struct rcur *c)
+{
+	uint32_t hi = r16(c);
+
+	return hi << 16 | r16(c);
+}
+
+static uint64_t
+r64(struct rcur *c)
+{
+	uint64_t hi = r32(c);
+
+	return hi << 32 | r32(c);
+}
+
+/* Starts a TLV; returns the offset of its length field. */
+static size_t
+tlv_begin(struct wcur *c, uint16_t type)
+{
+	size_t at;
+
+	w16(c, type);
+	at = c->len;
+	w16(c, 0);
+	return at;
+}
+
+static void
+tlv_end(struct wcur *c, size_t at)
+{
+	size_t len = c->len - at - 2;
+
+	if (c->overflow)
+		return;
+	c->p[at] = (uint8_t)(len >> 8);
+	c->p[at + 1] = (uint8_t)len;
+}
+
+static void
+put_record(struct wcur *c, const struct fo_record *r)
+{
+	w64(c, r->term);
+	w64(c, r->seq);
+	w8(c, r->primary);
+	w32(c, r->timeline);
+	w64(c, r->system_id);
+	w64(c, r->switch_lsn);
+	w8(c, r->step);
+	w8(c, r->old_primary);
+	w8(c, r->candidate);
+	w64(c, r->failover_term);
+	w64(c, r->last_primary_lsn);
+	w8(c, r->paused ? 1 : 0);
+	w8(c, r->nflags);
+	for (size_t i = 0; i < r->nflags; i++) {
+		w8(c, r->flags[i].backend);
+		w8(c, r->flags[i].flags);
+	}
+	w8(c, r->nops);
+	for (size_t i = 0; i < r->nops; i++) {
+		w8(c, r->ops[i].peer);
+		w32(c, r->ops[i].seq);
+	}
+}
+
+static int
+get_record(struct rcur *c, struct fo_record *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->term = r64(c);
+	r->seq = r64(c);
+	r->primary = r8(c);
+	r->timeline = r32(c);
+	r->system_id = r64(c);
+	r->switch_lsn = r64(c);
+	r->step = r8(c);
+	r->old_primary = r8(c);
+	r->candidate = r8(c);
+	r->failover_term = r64(c);
+	r->last_primary_lsn = r64(c);
+	r->paused = r8(c) != 0;
+	r->nflags = r8(c);
+	if (r->nflags > FO_MAX_BACKENDS || r->step > FO_STEP_MAX)
+		return -1;
+	for (size_t i = 0; i < r->nflags; i++) {
+		r->flags[i].backend = r8(c);
+		r->flags[i].flags = r8(c);
+	}
+	r->nops = r8(c);
+	if (r->nops > FO_MAX_PEERS)
+		return -1;
+	for (size_t i = 0; i < r->nops; i++) {
+		r->ops[i].peer = r8(c);
+		r->ops[i].seq = r32(c);
+	}
+	return c->bad ? -1 : 0;
+}
+
+size_t
+fo_ext(const struct fo *fo, uint8_t *buf, size_t cap)
+{
+	struct wcur c = { buf, cap, 0, false };
+	int si = self_index(fo);
+	size_t at;
+
+	if (si >= 0 && fo->pv[si].have) {
+		const struct pview *p = &fo->pv[si];
+
+		at = tlv_begin(&c, EXT_VIEW);
+		for (size_t i = 0; i < p->n; i++) {
+			w8(&c, p->v[i].backend);
+			w8(&c, p->v[i].health);
+			w8(&c, p->v[i].role);
+			w32(&c, p->v[i].timeline);
+			w64(&c, p->v[i].lsn);
+		}
+		tlv_end(&c, at);
+	}
+	at = tlv_begin(&c, EXT_RECORD);
+	put_record(&c, &fo->rec);
+	tlv_end(&c, at);
+	if (fo->my_ack.valid) {
+		at = tlv_begin(&c, EXT_STOP_ACK);
+		w64(&c, fo->my_ack.failover_term);
+		w64(&c, fo->my_ack.ver_term);
+		w64(&c, fo->my_ack.ver_seq);
+		w8(&c, fo->my_ack.backend);
+		w8(&c, fo->my_ack.ok ? 1 : 0);
+		tlv_end(&c, at);
+	}
+	if (fo->op_seq > op_applied(&fo->rec, fo->cfg.self)) {
+		at = tlv_begin(&c, EXT_OP);
+		w32(&c, fo->op_seq);
+		w8(&c, fo->op);
+		w8(&c, fo->op_arg);
+		tlv_end(&c, at);
+	}
+	return c.overflow ? 0 : c.len;
+}
+
+int
+fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
+	    size_t len)
+{
+	struct rcur c = { ext, len, 0, false };
+	int pi = peer_index(fo, from);
+	struct pview nv;
+	struct fo_record rec;
+	bool have_rec = false;
+
+	fo->neffs = 0;
+	if (pi < 0 || pi == self_index(fo))
+		return -1;
+	nv = fo->pv[pi];
+	nv.op_seq = 0;
+	while (c.off < c.len) {
+		uint16_t type = r16(&c), tl = r16(&c);
+		struct rcur t;
+
+		if (c.bad || c.off + tl > c.len)
+			return -1;
+		t = (struct rcur){ c.p + c.off, tl, 0, false };
+		c.off += tl;
+		switch (type) {
+		case EXT_VIEW:
+			if (tl % VIEW_ENTRY_LEN || tl / VIEW_ENTRY_LEN > FO_MAX_BACKENDS)
+				return -1;
+			nv.n = tl / VIEW_ENTRY_LEN;
+			for (size_t i = 0; i < nv.n; i++) {
+				struct fo_view *v = &nv.v[i];
+
+				memset(v, 0, sizeof(*v));
+				v->backend = r8(&t);
+				v->health = r8(&t);
+				v->role = r8(&t);
+				v->timeline = r32(&t);
+				v->lsn = r64(&t);
+				if (v->health > FO_H_FAILED || v->role > FO_R_STANDBY)
+					return -1;
+			}
+			break;
+		case EXT_RECORD:
+			if (get_record(&t, &rec) < 0 || t.off != t.len)
+				return -1;
+			have_rec = true;
+			break;
+		case EXT_STOP_ACK:
+			nv.ack.failover_term = r64(&t);
+			nv.ack.ver_term = r64(&t);
+			nv.ack.ver_seq = r64(&t);
+			nv.ack.backend = r8(&t);
+			nv.ack.ok = r8(&t) != 0;
+			nv.ack.valid = true;
+			if (t.bad)
+				return -1;
+			break;
+		case EXT_OP:
+			nv.op_seq = r32(&t);
+			nv.op = r8(&t);
+			nv.op_arg = r8(&t);
+			if (t.bad)
+				return -1;
+			break;
+		default:
+			break;	/* a newer peer's TLV: not ours to judge */
+		}
+	}
+	if (!have_rec)
+		return -1;
+	nv.rec_term = rec.term;
+	nv.rec_seq = rec.seq;
+	nv.have = true;
+	nv.at = now;
+	fo->pv[pi] = nv;
+	for (size_t i = 0; i < nv.n; i++) {
+		const struct fo_view *v = &nv.v[i];
+
+		if (v->backend == fo->rec.primary && v->role == FO_R_PRIMARY &&
+		    (fo->primary_lsn_of != v->backend || v->lsn > fo->primary_lsn_seen)) {
+			fo->primary_lsn_of = v->backend;
+			fo->primary_lsn_seen = v->lsn;
+		}
+	}
+	adopt(fo, &rec);
+	maybe_stop_local(fo);
+	maybe_sync(fo, now);
+	progress(fo, now);
+	return 0;
+}
+
+void
+fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
+	     uint8_t backend, uint64_t term, bool ok)
+{
+	int bi = backend_index(fo, backend);
+
+	fo->neffs = 0;
+	if (kind == FO_HOOK_STOP) {
+		/* Our own backend, for the record version that asked. */
+		fo->stop_running = false;
+		fo->my_ack = (struct stop_ack){
+			.failover_term = fo->stop_for_failover,
+			.ver_term = fo->stop_for_term,
+			.ver_seq = fo->stop_for_seq,
+			.backend = fo->stop_for_backend,
+			.ok = ok,
+			.valid = true,
+		};
+		if (ok)
+			event(fo, "backend-stopped", "term=%" PRIu64 " backend=%u",
+			      term, backend);
+		else
+			event(fo, "backend-stop-failed",
+			      "term=%" PRIu64 " backend=%u reason=\"stop_command failed\"",
+			      term, backend);
+		flush(fo);
+		/* A newer request may have come while it ran. */
+		maybe_stop_local(fo);
+		progress(fo, now);
+		return;
+	}
+	/* The coordinator's hooks count only in the term that started them. */
+	if (!fo->coordinator || term != fo->term || !fo->synced) {
+		if (kind == FO_HOOK_REJOIN && fo->rejoin_running == backend)
+			fo->rejoin_running = 0;
+		return;
+	}
+	switch (kind) {
+	case FO_HOOK_FENCE:
+		if (fo->rec.step != FO_STEP_FENCING || fo->act != ACT_FENCE_HOOK ||
+		    backend != fo->rec.old_primary)
+			break;
+		if (ok) {
+			fence_confirmed(fo, now, "command");
+		} else {
+			fo->ctr.fences_failed++;
+			event(fo, "backend-fence-failed",
+			      "term=%" PRIu64 " backend=%u method=command reason=\"fence_command failed; no promotion\"",
+			      fo->term, backend);
+			alarm_once(fo, "failover-blocked",
+				   "the old primary could not be fenced; no promotion");
+			backoff(fo, now, "the fence");
+		}
+		break;
+	case FO_HOOK_PROMOTE:
+		if (fo->rec.step != FO_STEP_PROMOTING || fo->act != ACT_PROMOTE_HOOK)
+			break;
+		if (ok) {
+			event(fo, "promote-done", "term=%" PRIu64 " backend=%u duration_ms=%" PRIu64,
+			      fo->term, fo->rec.candidate, now - fo->act_since);
+			set_act(fo, now, ACT_VERIFY);
+			fo->deadline = now + fo->cfg.verify_timeout_ms;
+			fo->next_poll = now + VERIFY_POLL_MS;
+			snprintf(fo->waiting, sizeof(fo->waiting),
+				 "waiting to see backend %u as primary", fo->rec.candidate);
+			check_now(fo);
+		} else {
+			fo->ctr.promotions_failed++;
+			event(fo, "promote-failed",
+			      "term=%" PRIu64 " backend=%u reason=\"failover_command failed\"",
+			      fo->term, fo->rec.candidate);
+			backoff(fo, now, "the promotion");
+		}
+		break;
+	case FO_HOOK_FOLLOW:
+		if (fo->rec.step != FO_STEP_FOLLOWING || bi < 0 ||
+		    fo->follow[bi] != FS_RUNNING)
+			break;
+		fo->follow[bi] = ok ? FS_OK : FS_FAILED;
+		if (ok) {
+			event(fo, "follow-done", "term=%" PRIu64 " backend=%u new=%u",
+			      fo->term, backend, fo->rec.primary);
+		} else {
+			fo->ctr.follows_failed++;
+			set_flags(&fo->rec, backend, FO_B_NEEDS_REJOIN, 0);
+			event(fo, "follow-failed",
+			      "term=%" PRIu64 " backend=%u new=%u reason=\"follow_primary_command failed; it needs a rejoin\"",
+			      fo->term, backend, fo->rec.primary);
+		}
+		break;
+	case FO_HOOK_REJOIN:
+		if (fo->rejoin_running != backend)
+			break;
+		fo->rejoin_running = 0;
+		if (ok) {
+			set_flags(&fo->rec, backend, 0, FO_B_NEEDS_REJOIN | FO_B_FENCED);
+			event(fo, "rejoin-done", "term=%" PRIu64 " backend=%u new=%u",
+			      fo->term, backend, fo->rec.primary);
+			write_record(fo, false);
+		} else {
+			event(fo, "rejoin-failed",
+			      "term=%" PRIu64 " backend=%u reason=\"rejoin_command failed\"",
+			      fo->term, backend);
+		}
+		break;
+	default:
+		break;
+	}
+	progress(fo, now);
+}
+
+void
+fo_tick(struct fo *fo, uint64_t now)
+{
+	fo->neffs = 0;
+	maybe_stop_local(fo);
+	maybe_sync(fo, now);
+	progress(fo, now);
+}
+
+uint64_t
+fo_next_wakeup(const struct fo *fo)
+{
+	uint64_t t = UINT64_MAX;
+
+	if (!fo->coordinator)
+		return t;
+	if (fo->deadline && fo->deadline < t)
+		t = fo->deadline;
+	if (fo->act == ACT_BACKOFF && fo->retry_at < t)
+		t = fo->retry_at;
+	if (fo->next_poll && fo->next_poll < t)
+		t = fo->next_poll;
+	if (fo->act == ACT_TRANSFERRED && fo->transfer_at < t)
+		t = fo->transfer_at;
+	if (fo->rec.step == FO_STEP_SELECTING) {
+		uint64_t s = fo->fenced_at + fo->cfg.settle_ms;
+
+		if (s < t)
+			t = s;
+	}
+	return t;
+}
+
+int
+fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
+	   char *err, size_t errlen)
+{
+	fo->neffs = 0;
+	switch (cmd) {
+	case FO_CMD_PAUSE:
+	case FO_CMD_RESUME:
+		break;
+	case FO_CMD_REJOIN:
+		if (backend_index(fo, arg) < 0) {
+			snprintf(err, errlen, "backend %u is not configured", arg);
+			return -1;
+		}
+		if (!(fo_record_flags(&fo->rec, arg) & FO_B_NEEDS_REJOIN)) {
+			snprintf(err, errlen, "backend %u does not need a rejoin", arg);
+			return -1;
+		}
+		if (arg == fo->rec.primary) {
+			snprintf(err, errlen, "backend %u is the primary", arg);
+			return -1;
+		}
+		break;
+	default:
+		snprintf(err, errlen, "unknown command");
+		return -1;
+	}
+	/* Never below what the record says was applied: a new number each time. */
+	if (fo->op_seq < op_applied(&fo->rec, fo->cfg.self))
+		fo->op_seq = op_applied(&fo->rec, fo->cfg.self);
+	fo->op_seq++;
+	fo->op = (uint8_t)cmd;
+	fo->op_arg = arg;
+	{
+		int si = self_index(fo);
+
+		if (si >= 0) {
+			fo->pv[si].op_seq = fo->op_seq;
+			fo->pv[si].op = fo->op;
+			fo->pv[si].op_arg = arg;
+			fo->pv[si].have = true;
+		}
+	}
+	flush(fo);
+	progress(fo, now);
+	return 0;
+}
+
+size_t
+fo_effects(const struct fo *fo, const struct fo_effect **effs)
+{
+	*effs = fo->effs;
+	return fo->neffs;
+}
+
+bool
+fo_vip_allowed(const struct fo *fo)
+{
+	const struct fo_backend_config *b;
+
+	if (fo->cfg.vip_follow != FO_VIP_PRIMARY)
+		return true;
+	if (!fo->rec.primary || (fo->rec.step != FO_STEP_NONE &&
+				 fo->rec.step != FO_STEP_FOLLOWING))
+		return false;
+	b = backend_cfg(fo, fo->rec.primary);
+	return b && b->peer == fo->cfg.self;
+}
+
+const struct fo_record *
+fo_record(const struct fo *fo)
+{
+	return &fo->rec;
+}
+
+const struct fo_counters *
+fo_counters(const struct fo *fo)
+{
+	return &fo->ctr;
+}
+
+const char *
+fo_waiting(const struct fo *fo)
+{
+	return fo->coordinator ? fo->waiting : "";
+}
+
+/* ---- the record in the state file ---------------------------------------- */
+
+int
+fo_record_format(const struct fo_record *r, char *buf, size_t len)
+{
+	size_t n;
+
+	n = (size_t)snprintf(buf, len,
+			     "term=%" PRIu64 " seq=%" PRIu64 " primary=%u timeline=%" PRIu32
+			     " system_id=%" PRIu64 " switch_lsn=%" PRIu64 " step=%u old=%u"
+			     " candidate=%u failover_term=%" PRIu64 " last_primary_lsn=%" PRIu64
+			     " paused=%u flags=",
+			     r->term, r->seq, r->primary, r->timeline, r->system_id,
+			     r->switch_lsn, r->step, r->old_primary, r->candidate,
+			     r->failover_term, r->last_primary_lsn, r->paused ? 1 : 0);
+	for (size_t i = 0; i < r->nflags && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%u:%u", i ? "," : "",
+				      r->flags[i].backend, r->flags[i].flags);
+	if (n < len)
+		n += (size_t)snprintf(buf + n, len - n, " ops=");
+	for (size_t i = 0; i < r->nops && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%u:%" PRIu32, i ? "," : "",
+				      r->ops[i].peer, r->ops[i].seq);
+	return n < len ? 0 : -1;
+}
+
+static int
+parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	*v = strtoull(s, &end, 10);
+	return *end == '\0' ? 0 : -1;
+}
+
+static int
+parse_pairs(char *s, size_t max, size_t *n, uint8_t *a, size_t astride,
+	    void *b, size_t bstride, size_t bsize)
+{
+	*n = 0;
+	if (*s == '\0')
+		return 0;
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		char *colon = strchr(tok, ':');
+		uint64_t x, y;
+
+		if (!colon || *n >= max)
+			return -1;
+		*colon = '\0';
+		if (parse_u64(tok, &x) < 0 || parse_u64(colon + 1, &y) < 0 || x > 255)
+			return -1;
+		a[*n * astride] = (uint8_t)x;
+		if (bsize == 1) {
+			if (y > 255)
+				return -1;
+			((uint8_t *)b)[*n * bstride] = (uint8_t)y;
+		} else {
+			uint32_t y32 = (uint32_t)y;
+
+			if (y > UINT32_MAX)
+				return -1;
+			memcpy((uint8_t *)b + *n * bstride, &y32, sizeof(y32));
+		}
+		(*n)++;
+	}
+	return 0;
+}
+
+int
+fo_record_parse(const char *s, struct fo_record *r)
+{
+	char buf[2048];
+	unsigned seen = 0;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	memset(r, 0, sizeof(*r));
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (char *save = NULL, *f = strtok_r(buf, " ", &save); f;
+	     f = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(f, '=');
+		uint64_t v = 0;
+		size_t n;
+
+		if (!eq)
+			return -1;
+		*eq++ = '\0';
+		if (strcmp(f, "flags") == 0) {
+			if (parse_pairs(eq, FO_MAX_BACKENDS, &n, &r->flags[0].backend,
+					sizeof(r->flags[0]), &r->flags[0].flags,
+					sizeof(r->flags[0]), 1) < 0)
+				return -1;
+			r->nflags = (uint8_t)n;
+			continue;
+		}
+		if (strcmp(f, "ops") == 0) {
+			if (parse_pairs(eq, FO_MAX_PEERS, &n, &r->ops[0].peer,
+					sizeof(r->ops[0]), &r->ops[0].seq,
+					sizeof(r->ops[0]), 4) < 0)
+				return -1;
+			r->nops = (uint8_t)n;
+			continue;
+		}
+		if (parse_u64(eq, &v) < 0)
+			return -1;
+		if (strcmp(f, "term") == 0) r->term = v;
+		else if (strcmp(f, "seq") == 0) r->seq = v;
+		else if (strcmp(f, "primary") == 0 && v <= 255) r->primary = (uint8_t)v;
+		else if (strcmp(f, "timeline") == 0 && v <= UINT32_MAX) r->timeline = (uint32_t)v;
+		else if (strcmp(f, "system_id") == 0) r->system_id = v;
+		else if (strcmp(f, "switch_lsn") == 0) r->switch_lsn = v;
+		else if (strcmp(f, "step") == 0 && v <= FO_STEP_MAX) r->step = (uint8_t)v;
+		else if (strcmp(f, "old") == 0 && v <= 255) r->old_primary = (uint8_t)v;
+		else if (strcmp(f, "candidate") == 0 && v <= 255) r->candidate = (uint8_t)v;
+		else if (strcmp(f, "failover_term") == 0) r->failover_term = v;
+		else if (strcmp(f, "last_primary_lsn") == 0) r->last_primary_lsn = v;
+		else if (strcmp(f, "paused") == 0 && v <= 1) r->paused = v != 0;
+		else
+			return -1;
+		seen++;
+	}
+	return seen >= 2 ? 0 : -1;
+}

@@ -1,0 +1,637 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * test_orch.c - the failover state machine, driven peer by peer: views
+ * in, extension bytes between peers, hooks completed by the test. Each
+ * case checks a rule of doc/failover.md (quorum, fence before promote,
+ * candidate order, max_lag, resumption by the next coordinator).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "failover/orch.h"
+
+#define NP 3
+#define NB 3
+
+struct ran {
+	uint8_t peer;
+	enum fo_hook_kind kind;
+	uint8_t backend, new_primary;
+	uint64_t term;
+	bool done;
+};
+
+struct cl {
+	struct fo *fo[NP + 1];	/* by peer id */
+	struct fo_config cfg[NP + 1];
+	uint64_t now;
+	struct ran ran[64];
+	size_t nran;
+	char events[128][48];
+	size_t nev;
+	uint8_t transfer[NP + 1];	/* peer -> transfer target asked */
+	int checks;
+	bool down[NP + 1];	/* a peer that neither sends nor receives */
+};
+
+static void
+base_config(struct fo_config *c, uint8_t self, size_t nb)
+{
+	memset(c, 0, sizeof(*c));
+	c->self = self;
+	c->npeers = NP;
+	for (size_t i = 0; i < NP; i++) {
+		c->peers[i] = (uint8_t)(i + 1);
+		c->peer_eligible[i] = true;
+	}
+	c->nbackends = nb;
+	for (size_t i = 0; i < nb; i++) {
+		c->backends[i].id = (uint8_t)(i + 1);
+		c->backends[i].priority = 1;
+		c->backends[i].peer = (uint8_t)(i + 1);
+	}
+	c->auto_failover = true;
+	c->max_lag = 1 << 20;
+	c->has_stop_command = true;
+	c->has_fence_command = true;
+	c->has_follow_command = true;
+	c->view_max_age_ms = 700;
+	c->fence_timeout_ms = 5000;
+	c->verify_timeout_ms = 10000;
+	c->retry_ms = 1000;
+	c->retry_max_ms = 30000;
+	c->settle_ms = 2000;
+}
+
+static void
+effects(struct cl *c, uint8_t p)
+{
+	const struct fo_effect *e;
+	size_t n = fo_effects(c->fo[p], &e);
+
+	for (size_t i = 0; i < n; i++) {
+		switch (e[i].kind) {
+		case FO_EFF_HOOK:
+			assert_true(c->nran < 64);
+			c->ran[c->nran++] = (struct ran){ p, e[i].hook, e[i].backend,
+				e[i].new_primary, e[i].term, false };
+			break;
+		case FO_EFF_EVENT:
+			if (c->nev < 128)
+				snprintf(c->events[c->nev++], 48, "%u:%s", p, e[i].event);
+			break;
+		case FO_EFF_TRANSFER:
+			c->transfer[p] = e[i].peer;
+			break;
+		case FO_EFF_CHECK_NOW:
+			c->checks++;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void
+cl_init(struct cl *c, size_t nb)
+{
+	memset(c, 0, sizeof(*c));
+	c->now = 1000;
+	for (uint8_t p = 1; p <= NP; p++) {
+		base_config(&c->cfg[p], p, nb);
+		c->fo[p] = fo_new(&c->cfg[p], NULL, c->now);
+		assert_non_null(c->fo[p]);
+	}
+}
+
+static void
+cl_free(struct cl *c)
+{
+	for (uint8_t p = 1; p <= NP; p++)
+		fo_free(c->fo[p]);
+}
+
+/* Every live peer sends its extension to every other live peer, rounds times. */
+static void
+exchange(struct cl *c, int rounds)
+{
+	uint8_t buf[1024];
+
+	for (int r = 0; r < rounds; r++) {
+		c->now += 5;
+		for (uint8_t from = 1; from <= NP; from++) {
+			size_t len;
+
+			if (c->down[from])
+				continue;
+			len = fo_ext(c->fo[from], buf, sizeof(buf));
+			assert_true(len > 0);
+			for (uint8_t to = 1; to <= NP; to++) {
+				if (to == from || c->down[to])
+					continue;
+				assert_int_equal(fo_peer_ext(c->fo[to], c->now, from, buf, len), 0);
+				effects(c, to);
+			}
+		}
+		for (uint8_t p = 1; p <= NP; p++) {
+			if (c->down[p])
+				continue;
+			fo_tick(c->fo[p], c->now);
+			effects(c, p);
+		}
+	}
+}
+
+static struct fo_view
+view(uint8_t b, enum fo_health h, enum fo_role r, uint32_t tli, uint64_t lsn)
+{
+	return (struct fo_view){ .backend = b, .health = (uint8_t)h, .role = (uint8_t)r,
+		.timeline = tli, .lsn = lsn, .system_id = 42 };
+}
+
+/* Peer p's checks: the same list for every backend. */
+static void
+see(struct cl *c, uint8_t p, const struct fo_view *v, size_t n)
+{
+	struct fo_view copy[NB];
+
+	for (size_t i = 0; i < n; i++) {
+		copy[i] = v[i];
+		copy[i].checked_at = c->now;
+	}
+	fo_local_view(c->fo[p], c->now, copy, n);
+	effects(c, p);
+}
+
+static void
+see_all(struct cl *c, const struct fo_view *v, size_t n)
+{
+	for (uint8_t p = 1; p <= NP; p++)
+		if (!c->down[p])
+			see(c, p, v, n);
+}
+
+static void
+coordinator(struct cl *c, uint8_t p, uint64_t term)
+{
+	for (uint8_t q = 1; q <= NP; q++) {
+		fo_set_coordinator(c->fo[q], c->now, q == p, q == p ? term : 0);
+		effects(c, q);
+	}
+}
+
+static bool
+has_event(const struct cl *c, uint8_t p, const char *token)
+{
+	char want[48];
+
+	snprintf(want, sizeof(want), "%u:%s", p, token);
+	for (size_t i = 0; i < c->nev; i++)
+		if (strcmp(c->events[i], want) == 0)
+			return true;
+	return false;
+}
+
+static struct ran *
+find_hook(struct cl *c, enum fo_hook_kind kind, bool pending)
+{
+	for (size_t i = 0; i < c->nran; i++)
+		if (c->ran[i].kind == kind && (!pending || !c->ran[i].done))
+			return &c->ran[i];
+	return NULL;
+}
+
+static size_t
+count_hooks(const struct cl *c, enum fo_hook_kind kind)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nran; i++)
+		if (c->ran[i].kind == kind)
+			n++;
+	return n;
+}
+
+static void
+finish(struct cl *c, struct ran *r, bool ok)
+{
+	assert_non_null(r);
+	r->done = true;
+	c->now += 10;
+	fo_hook_done(c->fo[r->peer], c->now, r->kind, r->backend, r->term, ok);
+	effects(c, r->peer);
+}
+
+/* Steady cluster: backend 1 primary, 2 (and 3) standbys, peer 2 coordinator. */
+static void
+steady(struct cl *c, size_t nb)
+{
+	struct fo_view v[NB] = {
+		view(1, FO_H_UP, FO_R_PRIMARY, 1, 1000),
+		view(2, FO_H_UP, FO_R_STANDBY, 1, 1000),
+		view(3, FO_H_UP, FO_R_STANDBY, 1, 900),
+	};
+
+	cl_init(c, nb);
+	see_all(c, v, nb);
+	coordinator(c, 2, 5);
+	exchange(c, 3);
+	assert_int_equal(fo_record(c->fo[2])->primary, 1);
+	assert_true(has_event(c, 2, "primary-known"));
+	/* The record reached everyone. */
+	assert_int_equal(fo_record(c->fo[1])->primary, 1);
+	assert_int_equal(fo_record(c->fo[3])->primary, 1);
+}
+
+static void
+primary_fails(struct cl *c, size_t nb, uint64_t lsn2, uint64_t lsn3)
+{
+	struct fo_view v[NB] = {
+		view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+		view(2, FO_H_UP, FO_R_STANDBY, 1, lsn2),
+		view(3, FO_H_UP, FO_R_STANDBY, 1, lsn3),
+	};
+
+	see_all(c, v, nb);
+	exchange(c, 3);
+}
+
+static void
+test_bootstrap_and_happy_failover(void **state)
+{
+	struct cl c;
+	struct ran *r;
+
+	(void)state;
+	steady(&c, 2);
+	primary_fails(&c, 2, 1000, 0);
+	assert_true(has_event(&c, 2, "failover-started"));
+	/* Cooperative fence: peer 1 (next to backend 1) stops it. */
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	assert_int_equal(r->peer, 1);
+	assert_int_equal(r->backend, 1);
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
+	finish(&c, r, true);
+	exchange(&c, 2);
+	assert_true(has_event(&c, 2, "backend-fence-done"));
+	/* Fresh checks after the fence, then the choice. */
+	assert_true(c.checks > 0);
+	primary_fails(&c, 2, 1000, 0);
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->peer, 2);
+	assert_int_equal(r->new_primary, 2);
+	assert_int_equal(r->term, 5);
+	finish(&c, r, true);
+	/* Verified once seen as primary on a new timeline. */
+	{
+		struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+					view(2, FO_H_UP, FO_R_PRIMARY, 2, 1100) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 3);
+	}
+	assert_true(has_event(&c, 2, "promote-verified"));
+	assert_true(has_event(&c, 2, "failover-done"));
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
+	assert_int_equal(fo_record(c.fo[2])->timeline, 2);
+	assert_int_equal(fo_record(c.fo[2])->step, FO_STEP_NONE);
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
+	assert_int_equal(fo_record(c.fo[3])->primary, 2);
+	assert_int_equal(count_hooks(&c, FO_HOOK_PROMOTE), 1);
+	assert_int_equal(count_hooks(&c, FO_HOOK_FENCE), 0);
+	cl_free(&c);
+}
+
+static void
+test_one_peer_blip_is_no_failover(void **state)
+{
+	struct cl c;
+	struct fo_view bad[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				  view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	(void)state;
+	steady(&c, 2);
+	see(&c, 3, bad, 2);
+	exchange(&c, 20);
+	assert_false(has_event(&c, 2, "failover-started"));
+	assert_int_equal(c.nran, 0);
+	/* A second peer agreeing is a quorum of three. */
+	see(&c, 2, bad, 2);
+	exchange(&c, 2);
+	assert_true(has_event(&c, 2, "failover-started"));
+	cl_free(&c);
+}
+
+static void
+test_fence_failure_never_promotes(void **state)
+{
+	struct cl c;
+	struct ran *r;
+
+	(void)state;
+	steady(&c, 2);
+	/* Peer 1 (with backend 1) is gone: the fence must be the command. */
+	c.down[1] = true;
+	c.now += 1000;
+	primary_fails(&c, 2, 1000, 0);
+	assert_true(has_event(&c, 2, "failover-started"));
+	assert_null(find_hook(&c, FO_HOOK_STOP, false));
+	r = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 1);
+	finish(&c, r, false);
+	assert_true(has_event(&c, 2, "backend-fence-failed"));
+	assert_true(has_event(&c, 2, "failover-blocked"));
+	/* Time passes, views keep coming: no promotion, one retry after back-off. */
+	for (int i = 0; i < 10; i++)
+		primary_fails(&c, 2, 1000, 0);
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
+	c.now += 1100;
+	primary_fails(&c, 2, 1000, 0);
+	r = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(r);
+	assert_int_equal(count_hooks(&c, FO_HOOK_FENCE), 2);
+	finish(&c, r, true);
+	primary_fails(&c, 2, 1000, 0);
+	assert_non_null(find_hook(&c, FO_HOOK_PROMOTE, true));
+	cl_free(&c);
+}
+
+static void
+test_no_fence_available_blocks(void **state)
+{
+	struct cl c;
+
+	(void)state;
+	steady(&c, 2);
+	for (uint8_t p = 1; p <= NP; p++) {
+		c.cfg[p].has_fence_command = false;
+		fo_reload(c.fo[p], &c.cfg[p]);
+	}
+	c.down[1] = true;
+	c.now += 1000;
+	primary_fails(&c, 2, 1000, 0);
+	c.now += 60000;
+	primary_fails(&c, 2, 1000, 0);
+	assert_true(has_event(&c, 2, "failover-blocked"));
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
+	assert_null(find_hook(&c, FO_HOOK_FENCE, false));
+	cl_free(&c);
+}
+
+static void
+test_most_advanced_standby_wins_and_other_follows(void **state)
+{
+	struct cl c;
+	struct ran *r;
+
+	(void)state;
+	steady(&c, 3);
+	primary_fails(&c, 3, 900, 1000);
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	finish(&c, r, true);
+	exchange(&c, 2);
+	primary_fails(&c, 3, 900, 1000);
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 3);
+	finish(&c, r, true);
+	{
+		struct fo_view v[3] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+					view(2, FO_H_UP, FO_R_STANDBY, 1, 900),
+					view(3, FO_H_UP, FO_R_PRIMARY, 2, 1000) };
+
+		see_all(&c, v, 3);
+		exchange(&c, 2);
+	}
+	r = find_hook(&c, FO_HOOK_FOLLOW, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 2);
+	assert_int_equal(r->new_primary, 3);
+	assert_false(has_event(&c, 2, "failover-done"));
+	finish(&c, r, true);
+	assert_true(has_event(&c, 2, "failover-done"));
+	assert_false(fo_record_flags(fo_record(c.fo[2]), 2) & FO_B_NEEDS_REJOIN);
+	cl_free(&c);
+}
+
+static void
+test_tie_breaks_by_priority_then_id(void **state)
+{
+	struct cl c;
+	struct ran *r;
+
+	(void)state;
+	steady(&c, 3);
+	primary_fails(&c, 3, 1000, 1000);
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	primary_fails(&c, 3, 1000, 1000);
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 2);	/* same LSN, same priority: lower id */
+	cl_free(&c);
+
+	steady(&c, 3);
+	for (uint8_t p = 1; p <= NP; p++) {
+		c.cfg[p].backends[2].priority = 5;
+		fo_reload(c.fo[p], &c.cfg[p]);
+	}
+	primary_fails(&c, 3, 1000, 1000);
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	primary_fails(&c, 3, 1000, 1000);
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 3);	/* higher priority */
+	cl_free(&c);
+}
+
+static void
+test_max_lag_refuses(void **state)
+{
+	struct cl c;
+	struct fo_view v[2] = { view(1, FO_H_UP, FO_R_PRIMARY, 1, 50u << 20),
+				view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	(void)state;
+	steady(&c, 2);
+	see_all(&c, v, 2);	/* the primary got far ahead */
+	exchange(&c, 2);
+	primary_fails(&c, 2, 1000, 0);
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	primary_fails(&c, 2, 1000, 0);
+	assert_true(has_event(&c, 2, "failover-refused"));
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
+	assert_string_not_equal(fo_waiting(c.fo[2]), "");
+	cl_free(&c);
+}
+
+static void
+test_next_coordinator_finishes_promotion_once(void **state)
+{
+	struct cl c;
+	struct ran *r;
+
+	(void)state;
+	steady(&c, 3);
+	primary_fails(&c, 3, 1000, 900);
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	primary_fails(&c, 3, 1000, 900);
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 2);
+	/* The coordinator dies with the promote hook running; peer 3 takes over. */
+	c.down[2] = true;
+	r->done = true;
+	/* Meanwhile backend 3 looks more advanced: it must not matter now. */
+	{
+		struct fo_view v[3] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+					view(2, FO_H_UP, FO_R_STANDBY, 1, 1000),
+					view(3, FO_H_UP, FO_R_STANDBY, 1, 2000) };
+
+		see_all(&c, v, 3);
+	}
+	coordinator(&c, 3, 7);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 3, "failover-resumed"));
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->peer, 3);
+	assert_int_equal(r->new_primary, 2);
+	assert_int_equal(r->term, 7);
+	cl_free(&c);
+}
+
+static void
+test_pause_blocks_resume_allows(void **state)
+{
+	struct cl c;
+	char err[128];
+
+	(void)state;
+	steady(&c, 2);
+	/* Asked on a follower: carried to the coordinator. */
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_PAUSE, 0, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 3);
+	assert_true(fo_record(c.fo[2])->paused);
+	assert_true(has_event(&c, 2, "maintenance-on"));
+	primary_fails(&c, 2, 1000, 0);
+	exchange(&c, 5);
+	assert_false(has_event(&c, 2, "failover-started"));
+	assert_true(has_event(&c, 2, "failover-blocked"));
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_RESUME, 0, err, sizeof(err)), 0);
+	effects(&c, 1);
+	exchange(&c, 3);
+	assert_false(fo_record(c.fo[2])->paused);
+	assert_true(has_event(&c, 2, "failover-started"));
+	/* A rejoin of a backend that does not need one is refused at once. */
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_REJOIN, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "does not need"));
+	cl_free(&c);
+}
+
+static void
+test_vip_follows_primary(void **state)
+{
+	struct cl c;
+
+	(void)state;
+	cl_init(&c, 2);
+	for (uint8_t p = 1; p <= NP; p++) {
+		c.cfg[p].vip_follow = FO_VIP_PRIMARY;
+		fo_reload(c.fo[p], &c.cfg[p]);
+	}
+	{
+		struct fo_view v[2] = { view(1, FO_H_UP, FO_R_PRIMARY, 1, 1000),
+					view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+		see_all(&c, v, 2);
+	}
+	coordinator(&c, 3, 4);
+	exchange(&c, 3);
+	/* Peer 3 has no backend: it hands the role to the primary's peer. */
+	assert_int_equal(c.transfer[3], 1);
+	assert_false(fo_vip_allowed(c.fo[3]));
+	assert_true(fo_vip_allowed(c.fo[1]));
+	assert_false(fo_vip_allowed(c.fo[2]));
+	cl_free(&c);
+}
+
+static void
+test_ext_and_record_codecs(void **state)
+{
+	struct cl c;
+	uint8_t buf[1024];
+	size_t len;
+	struct fo_record r, back;
+	char text[1024];
+
+	(void)state;
+	steady(&c, 3);
+	len = fo_ext(c.fo[1], buf, sizeof(buf));
+	assert_true(len > 0);
+	/* Truncated or garbled bytes are refused, not half-read. */
+	assert_int_equal(fo_peer_ext(c.fo[2], c.now, 1, buf, len - 1), -1);
+	assert_int_equal(fo_peer_ext(c.fo[2], c.now, 1, buf, 3), -1);
+	assert_int_equal(fo_peer_ext(c.fo[2], c.now, 9, buf, len), -1);
+	assert_int_equal(fo_peer_ext(c.fo[2], c.now, 1, buf, len), 0);
+
+	memset(&r, 0, sizeof(r));
+	r.term = 9;
+	r.seq = 3;
+	r.primary = 2;
+	r.timeline = 4;
+	r.system_id = 7345729384729;
+	r.step = FO_STEP_PROMOTING;
+	r.old_primary = 1;
+	r.candidate = 2;
+	r.failover_term = 8;
+	r.last_primary_lsn = 123456789;
+	r.paused = true;
+	r.nflags = 2;
+	r.flags[0].backend = 1;
+	r.flags[0].flags = FO_B_NEEDS_REJOIN | FO_B_FENCED;
+	r.flags[1].backend = 3;
+	r.flags[1].flags = FO_B_NEEDS_REJOIN;
+	r.nops = 1;
+	r.ops[0].peer = 2;
+	r.ops[0].seq = 77;
+	assert_int_equal(fo_record_format(&r, text, sizeof(text)), 0);
+	assert_int_equal(fo_record_parse(text, &back), 0);
+	assert_memory_equal(&r, &back, sizeof(r));
+	assert_int_equal(fo_record_parse("term=1 seq=x", &back), -1);
+	assert_int_equal(fo_record_parse("term=1 bogus=2", &back), -1);
+	assert_int_equal(fo_record_parse("term=1 seq=2 step=9", &back), -1);
+	cl_free(&c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bootstrap_and_happy_failover),
+		cmocka_unit_test(test_one_peer_blip_is_no_failover),
+		cmocka_unit_test(test_fence_failure_never_promotes),
+		cmocka_unit_test(test_no_fence_available_blocks),
+		cmocka_unit_test(test_most_advanced_standby_wins_and_other_follows),
+		cmocka_unit_test(test_tie_breaks_by_priority_then_id),
+		cmocka_unit_test(test_max_lag_refuses),
+		cmocka_unit_test(test_next_coordinator_finishes_promotion_once),
+		cmocka_unit_test(test_pause_blocks_resume_allows),
+		cmocka_unit_test(test_vip_follows_primary),
+		cmocka_unit_test(test_ext_and_record_codecs),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
