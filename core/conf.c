@@ -35,6 +35,7 @@
 
 #include "core/conf.h"
 #include "core/log.h"
+#include "failover/orch.h"
 #include "hooks/hook.h"
 #include "watchdog/elect.h"
 
@@ -46,6 +47,7 @@ enum sect {
 	SECT_WATCHDOG,
 	SECT_VIP,
 	SECT_HEALTH,
+	SECT_FAILOVER,
 	SECT_PEER,
 	SECT_BACKEND,
 	SECT_COUNT,
@@ -57,6 +59,7 @@ static const char *const sect_names[SECT_COUNT] = {
 	[SECT_WATCHDOG] = "watchdog",
 	[SECT_VIP] = "vip",
 	[SECT_HEALTH] = "health",
+	[SECT_FAILOVER] = "failover",
 	[SECT_PEER] = "peer",
 	[SECT_BACKEND] = "backend",
 };
@@ -77,6 +80,7 @@ enum ktype {
 	KT_INT,
 	KT_BOOL,	/* yes/no, true/false, on/off, 1/0; stored as 0 or 1 */
 	KT_DURATION,	/* milliseconds, written with a unit */
+	KT_SIZE,	/* bytes, written with a unit (1024-based) */
 	KT_ENUM,	/* one of choices, stored as its index */
 	KT_COMMAND,	/* hook command line with %-placeholders */
 };
@@ -86,7 +90,7 @@ struct conf_key {
 	const char *name;
 	enum ktype type;
 	const char *def;	/* NULL: required */
-	int64_t min, max;	/* KT_INT and KT_DURATION bounds */
+	int64_t min, max;	/* KT_INT, KT_DURATION and KT_SIZE bounds */
 	bool reload;		/* SIGHUP may change it */
 	const char *choices;	/* KT_ENUM: "a|b|c"; KT_COMMAND: codes */
 	size_t off;		/* in struct conf, conf_peer or conf_backend */
@@ -97,9 +101,11 @@ struct conf_key {
 #define W(f) offsetof(struct conf, wd.f)
 #define V(f) offsetof(struct conf, vip.f)
 #define HL(f) offsetof(struct conf, health.f)
+#define FO(f) offsetof(struct conf, fo.f)
 #define P(f) offsetof(struct conf_peer, f)
 #define B(f) offsetof(struct conf_backend, f)
 #define DAY_MS (24LL * 3600 * 1000)
+#define TB (1LL << 40)
 
 /* Placeholders the notify hook receives (see hooks/hook.h, doc/hooks.md). */
 #define NOTIFY_CODES "eic"
@@ -107,6 +113,13 @@ struct conf_key {
 #define FENCE_CODES "taiTc"
 /* Placeholders of the VIP hooks: VIP, interface, own id, term. */
 #define VIP_CODES "vIiT"
+/*
+ * Placeholders of every failover hook, pgpool-II's letters and meanings
+ * (doc/hooks.md): the backend acted on (%d %h %p %D), the new primary
+ * (%m %H %r %R), the old main and primary (%M %P %N %S), and pgvigil's own
+ * term, peer id and cluster (%T %i %c).
+ */
+#define FAILOVER_CODES "dhpDmHMrRPNSTic"
 
 static const struct conf_key conf_keys[] = {
 	{ SECT_CLUSTER, "name", KT_NAME, NULL, 0, 0, false, NULL, C(cluster_name),
@@ -192,6 +205,9 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_VIP, "arp_reply_form", KT_BOOL, "no", 0, 0, true, NULL,
 	  V(arp_reply_form),
 	  "also send the reply form of the gratuitous ARP (for hosts that ignore the request form)" },
+	{ SECT_VIP, "follow", KT_ENUM, "coordinator", 0, 0, false,
+	  "coordinator|primary", V(follow),
+	  "where the VIP goes: with the coordinator, or (primary) the coordinator role follows the primary's peer" },
 
 	{ SECT_HEALTH, "interval", KT_DURATION, "1s", 100, 3600000, true, NULL,
 	  HL(interval_ms),
@@ -199,12 +215,55 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_HEALTH, "timeout", KT_DURATION, "2s", 100, 60000, true, NULL,
 	  HL(timeout_ms),
 	  "a check (connecting included) not done in this time has failed" },
-	{ SECT_HEALTH, "recheck_interval", KT_DURATION, "200ms", 10, 60000, true, NULL,
+	{ SECT_HEALTH, "recheck_interval", KT_DURATION, "50ms", 10, 60000, true, NULL,
 	  HL(recheck_ms),
 	  "after a failed check the next one comes this soon" },
 	{ SECT_HEALTH, "failure_threshold", KT_INT, "3", 1, 100, true, NULL,
 	  HL(failure_threshold),
 	  "consecutive failed checks after which a backend is failed" },
+	{ SECT_HEALTH, "write_probe", KT_BOOL, "yes", 0, 0, true, NULL,
+	  HL(write_probe),
+	  "on a primary each check also commits a tiny transaction (synchronous_commit = local); a probe that fails or times out fails the check" },
+
+	{ SECT_FAILOVER, "auto_failover", KT_BOOL, "yes", 0, 0, true, NULL,
+	  FO(auto_failover),
+	  "the coordinator replaces a failed primary; no: failures are only reported" },
+	{ SECT_FAILOVER, "failure_quorum", KT_INT, "0", 0, 32, true, NULL,
+	  FO(failure_quorum),
+	  "peers that must see the primary failed before a failover; 0 = a majority of the configured peers" },
+	{ SECT_FAILOVER, "max_lag", KT_SIZE, "1MB", 0, TB, true, NULL,
+	  FO(max_lag),
+	  "a candidate further than this behind the old primary's last known WAL position is not promoted" },
+	{ SECT_FAILOVER, "failover_command", KT_COMMAND, "", 0, 0, true,
+	  FAILOVER_CODES, FO(failover_command),
+	  "command that promotes the new primary %m; runs on the coordinator" },
+	{ SECT_FAILOVER, "follow_primary_command", KT_COMMAND, "", 0, 0, true,
+	  FAILOVER_CODES, FO(follow_primary_command),
+	  "command that makes standby %d follow the new primary %m; one run per standby, on the coordinator" },
+	{ SECT_FAILOVER, "fence_command", KT_COMMAND, "", 0, 0, true,
+	  FAILOVER_CODES, FO(fence_command),
+	  "command that fences (STONITH) the old primary backend %d; runs on the coordinator; exit 0 means fenced" },
+	{ SECT_FAILOVER, "stop_command", KT_COMMAND, "", 0, 0, true,
+	  FAILOVER_CODES, FO(stop_command),
+	  "command that stops the local backend %d (cooperative fence); runs on the backend's peer; exit 0 means stopped" },
+	{ SECT_FAILOVER, "rejoin_command", KT_COMMAND, "", 0, 0, true,
+	  FAILOVER_CODES, FO(rejoin_command),
+	  "command that makes the failed old primary %d a standby of the primary %m; run by pgvigilctl rejoin, on the coordinator" },
+	{ SECT_FAILOVER, "fence_timeout", KT_DURATION, "5s", 100, 600000, true,
+	  NULL, FO(fence_timeout_ms),
+	  "how long the coordinator waits for the backend's peer to confirm a cooperative fence" },
+	{ SECT_FAILOVER, "verify_timeout", KT_DURATION, "10s", 100, 3600000, true,
+	  NULL, FO(verify_timeout_ms),
+	  "the promoted candidate must be seen as a primary on a new timeline within this" },
+	{ SECT_FAILOVER, "retry_interval", KT_DURATION, "1s", 10, 600000, true,
+	  NULL, FO(retry_ms),
+	  "first retry after a failed failover step; it doubles up to retry_max" },
+	{ SECT_FAILOVER, "retry_max", KT_DURATION, "30s", 10, 3600000, true,
+	  NULL, FO(retry_max_ms),
+	  "longest delay between two retries of a failed failover step" },
+	{ SECT_FAILOVER, "self_fence", KT_BOOL, "no", 0, 0, true, NULL,
+	  FO(self_fence),
+	  "a coordinator that loses its lease while its own backend is the primary runs stop_command on it" },
 
 	{ SECT_PEER, "address", KT_ADDRESS, NULL, 0, 0, false, NULL, P(address),
 	  "IP address of the peer; pgvigil finds itself by this address" },
@@ -226,6 +285,13 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_BACKEND, "connect_timeout", KT_DURATION, "2s", 100, 60000, true,
 	  NULL, B(connect_timeout_ms),
 	  "deadline for connecting to the server" },
+	{ SECT_BACKEND, "priority", KT_INT, "1", 0, 255, true, NULL, B(priority),
+	  "among equally advanced standbys the higher is promoted first; 0 is never promoted" },
+	{ SECT_BACKEND, "peer", KT_INT, "0", 0, CONF_MAX_ID, true, NULL, B(peer),
+	  "id of the [peer.N] that runs on the backend's host (it runs stop_command); 0 = none" },
+	{ SECT_BACKEND, "data_directory", KT_OPT_PATH, "", 0, 0, true, NULL,
+	  B(data_directory),
+	  "the server's data directory, for the hooks (%D, %R); empty = not given" },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -275,7 +341,8 @@ struct inst {
 	int vline[NKEYS];
 };
 
-#define MAX_INSTS (2 + CONF_MAX_PEERS + CONF_MAX_BACKENDS)
+/* Every unindexed section once, and the most [peer.N] and [backend.N]. */
+#define MAX_INSTS (SECT_COUNT + CONF_MAX_PEERS + CONF_MAX_BACKENDS)
 
 struct parse {
 	const char *name;	/* borrowed: file name for messages */
@@ -549,6 +616,42 @@ conf_parse_duration(const char *s, int64_t *ms)
 	return -1;
 }
 
+/*
+ * PostgreSQL's memory units, case and all, so that a value copied from
+ * postgresql.conf means the same here.
+ */
+static const struct {
+	const char *unit;
+	int64_t mult;
+} size_units[] = { { "TB", 1LL << 40 }, { "GB", 1LL << 30 },
+		   { "MB", 1LL << 20 }, { "kB", 1LL << 10 }, { "B", 1 },
+		   { "", 1 } };
+
+int
+conf_parse_size(const char *s, int64_t *bytes)
+{
+	char *end;
+	long long v;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno)
+		return -1;
+	while (*end == ' ')
+		end++;
+	for (size_t i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++) {
+		if (strcmp(end, size_units[i].unit) == 0) {
+			if (v > INT64_MAX / size_units[i].mult)
+				return -1;
+			*bytes = v * size_units[i].mult;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static void *
 field(void *base, const struct conf_key *k)
 {
@@ -572,6 +675,20 @@ format_duration(int64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%" PRId64 "s", ms / 1000);
 	else
 		snprintf(buf, len, "%" PRId64 "ms", ms);
+}
+
+/* A size in the largest unit that writes it exactly: 1MB, 1536kB, 0B. */
+static void
+format_size(int64_t b, char *buf, size_t len)
+{
+	for (size_t i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++) {
+		int64_t m = size_units[i].mult;
+
+		if ((b != 0 && b % m == 0) || m == 1) {
+			snprintf(buf, len, "%" PRId64 "%s", b / m, m == 1 ? "B" : size_units[i].unit);
+			return;
+		}
+	}
 }
 
 /* The nth choice of "a|b|c" into buf. */
@@ -622,6 +739,9 @@ format_value(const void *base, const struct conf_key *k, char *buf,
 		break;
 	case KT_DURATION:
 		format_duration(*(const int64_t *)cfield(base, k), buf, len);
+		break;
+	case KT_SIZE:
+		format_size(*(const int64_t *)cfield(base, k), buf, len);
 		break;
 	case KT_ENUM:
 		enum_name(k->choices, *(const int64_t *)cfield(base, k), buf, len);
@@ -703,6 +823,27 @@ set_value(void *base, const struct conf_key *k, const char *raw, char *msg,
 		*(int64_t *)field(base, k) = ms;
 		return 0;
 	}
+	case KT_SIZE: {
+		int64_t b;
+		char lo[32], hi[32];
+
+		if (conf_parse_size(raw, &b) < 0) {
+			snprintf(msg, msglen,
+				 "invalid value \"%s\" for \"%s\": expected a size such as 512kB, 16MB or 1GB (units B, kB, MB, GB, TB)",
+				 raw, k->name);
+			return -1;
+		}
+		if (b < k->min || b > k->max) {
+			format_size(k->min, lo, sizeof(lo));
+			format_size(k->max, hi, sizeof(hi));
+			snprintf(msg, msglen,
+				 "value %s for \"%s\" is out of range (%s to %s)",
+				 raw, k->name, lo, hi);
+			return -1;
+		}
+		*(int64_t *)field(base, k) = b;
+		return 0;
+	}
 	case KT_BOOL: {
 		int i = enum_index("no|yes|false|true|off|on|0|1", raw);
 
@@ -779,7 +920,8 @@ set_value(void *base, const struct conf_key *k, const char *raw, char *msg,
 static bool
 is_string_type(enum ktype t)
 {
-	return t != KT_INT && t != KT_DURATION && t != KT_ENUM && t != KT_BOOL;
+	return t != KT_INT && t != KT_DURATION && t != KT_SIZE && t != KT_ENUM &&
+	       t != KT_BOOL;
 }
 
 /* ---- load -------------------------------------------------------------- */
@@ -940,6 +1082,58 @@ conf_wd_config(const struct conf *c, int64_t self, struct wd_config *out)
 	out->fence_retry_ms = (uint32_t)c->wd.fence_retry_ms;
 }
 
+static bool
+nonempty(const char *s)
+{
+	return s && s[0] != '\0';
+}
+
+/* [vip] follow is stored as its index in "coordinator|primary". */
+_Static_assert(FO_VIP_COORDINATOR == 0 && FO_VIP_PRIMARY == 1,
+	       "[vip] follow choices must be in enum fo_vip_follow order");
+
+void
+conf_fo_config(const struct conf *c, int64_t self, struct fo_config *out)
+{
+	uint32_t age;
+
+	memset(out, 0, sizeof(*out));
+	out->self = (uint8_t)self;
+	out->npeers = c->npeers < FO_MAX_PEERS ? c->npeers : FO_MAX_PEERS;
+	for (size_t i = 0; i < out->npeers; i++) {
+		out->peers[i] = (uint8_t)c->peers[i].id;
+		out->peer_eligible[i] = !c->peers[i].witness && c->peers[i].priority > 0;
+	}
+	out->nbackends = c->nbackends < FO_MAX_BACKENDS ? c->nbackends : FO_MAX_BACKENDS;
+	for (size_t i = 0; i < out->nbackends; i++) {
+		out->backends[i].id = (uint8_t)c->backends[i].id;
+		out->backends[i].priority = (uint8_t)c->backends[i].priority;
+		out->backends[i].peer = (uint8_t)c->backends[i].peer;
+	}
+	out->auto_failover = c->fo.auto_failover != 0;
+	out->failure_quorum = (unsigned)c->fo.failure_quorum;
+	out->max_lag = (uint64_t)c->fo.max_lag;
+	out->has_fence_command = nonempty(c->fo.fence_command);
+	out->has_stop_command = nonempty(c->fo.stop_command);
+	out->has_follow_command = nonempty(c->fo.follow_primary_command);
+	out->vip_follow = c->vip.follow ? FO_VIP_PRIMARY : FO_VIP_COORDINATOR;
+	/*
+	 * A peer's view is fresh while its heartbeats could still be on their
+	 * way: three lost in a row, or as long as a follower waits before it
+	 * suspects the coordinator, whichever is longer.
+	 */
+	age = (uint32_t)(3 * c->wd.heartbeat_ms);
+	if (age < (uint32_t)c->wd.election_min_ms)
+		age = (uint32_t)c->wd.election_min_ms;
+	out->view_max_age_ms = age;
+	out->fence_timeout_ms = (uint32_t)c->fo.fence_timeout_ms;
+	out->verify_timeout_ms = (uint32_t)c->fo.verify_timeout_ms;
+	out->retry_ms = (uint32_t)c->fo.retry_ms;
+	out->retry_max_ms = (uint32_t)c->fo.retry_max_ms;
+	/* After a fence every standby gets one full check before selection. */
+	out->settle_ms = (uint32_t)c->health.timeout_ms;
+}
+
 void
 conf_hook_spec(const struct conf *c, const char *name, const char *command,
 	       const struct hook_var *vars, size_t nvars, struct hook_spec *out)
@@ -992,6 +1186,65 @@ watchdog_line(const struct parse *p, const char *msg)
 		if (strstr(msg, keys[i]) && set_line(p, SECT_WATCHDOG, keys[i]))
 			return set_line(p, SECT_WATCHDOG, keys[i]);
 	return key_line(p, SECT_WATCHDOG, 0, "lease");
+}
+
+/*
+ * Failover settings that depend on the peers and backends: each backend's
+ * peer must be a configured, non-witness peer; the failure quorum cannot
+ * exceed the peers; the VIP can follow the primary only to a peer that
+ * runs a backend.
+ */
+static void
+validate_failover(struct parse *p, const struct conf *c)
+{
+	size_t with_peer = 0;
+	char ids[CONF_MAX_PEERS * 5 + 1] = "";
+
+	for (size_t i = 0; i < c->npeers; i++) {
+		size_t n = strlen(ids);
+
+		snprintf(ids + n, sizeof(ids) - n, "%s%" PRId64, i ? ", " : "",
+			 c->peers[i].id);
+	}
+	for (size_t i = 0; i < c->nbackends; i++) {
+		const struct conf_backend *b = &c->backends[i];
+		const struct conf_peer *pe;
+		int line = key_line(p, SECT_BACKEND, b->id, "peer");
+
+		if (b->peer == 0)
+			continue;
+		pe = conf_peer_by_id(c, b->peer);
+		if (!pe)
+			PERR(p, line,
+			     "[backend.%" PRId64 "] names peer %" PRId64 ", which is not configured: set peer to the id of the [peer.N] on the backend's host (configured: %s), or 0 for none",
+			     b->id, b->peer, ids);
+		else if (pe->witness)
+			PERR(p, line,
+			     "[backend.%" PRId64 "] names peer %" PRId64 ", a witness: a witness runs no backend; set peer to the id of the [peer.N] on the backend's host, or 0 for none",
+			     b->id, b->peer);
+		else
+			with_peer++;
+	}
+	if (c->npeers > 0 && c->fo.failure_quorum > (int64_t)c->npeers)
+		PERR(p, key_line(p, SECT_FAILOVER, 0, "failure_quorum"),
+		     "failure_quorum (%" PRId64 ") is more than the %zu configured peers: no failover could ever start; use at most %zu, or 0 for a majority",
+		     c->fo.failure_quorum, c->npeers, c->npeers);
+	if (c->fo.retry_max_ms < c->fo.retry_ms) {
+		char lo[32], hi[32];
+		int line = set_line(p, SECT_FAILOVER, "retry_max");
+
+		if (!line)
+			line = key_line(p, SECT_FAILOVER, 0, "retry_interval");
+		format_duration(c->fo.retry_ms, lo, sizeof(lo));
+		format_duration(c->fo.retry_max_ms, hi, sizeof(hi));
+		PERR(p, line, "retry_max (%s) is shorter than retry_interval (%s)", hi, lo);
+	}
+	if (c->fo.self_fence && !nonempty(c->fo.stop_command))
+		PERR(p, key_line(p, SECT_FAILOVER, 0, "self_fence"),
+		     "self_fence = yes needs a stop_command: it is the command a coordinator runs to stop its own backend");
+	if (c->vip.follow == FO_VIP_PRIMARY && with_peer == 0)
+		PERR(p, key_line(p, SECT_VIP, 0, "follow"),
+		     "follow = primary needs a [backend.N] with its peer set: the coordinator role follows the primary to the peer on its host");
 }
 
 /* Checks that need more than one setting. */
@@ -1087,6 +1340,7 @@ validate(struct parse *p, struct conf *c)
 				errs_add(p->errs, "%s: %s", p->name, msg);
 		}
 	}
+	validate_failover(p, c);
 }
 
 /* Line number of a "file:line: message" entry; 0 when it has none. */

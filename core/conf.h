@@ -38,6 +38,9 @@ struct conf_backend {
 	char *dbname;		/* owned */
 	char *user;		/* owned */
 	int64_t connect_timeout_ms;
+	int64_t priority;	/* 0 = never promoted */
+	int64_t peer;		/* the [peer.N] on its host, 0 = none */
+	char *data_directory;	/* owned; empty = not given */
 };
 
 struct conf {
@@ -74,6 +77,7 @@ struct conf {
 		int64_t timeout_ms;
 		int64_t recheck_ms;
 		int64_t failure_threshold;
+		int64_t write_probe;	/* bool */
 	} health;
 	/* [vip] */
 	struct conf_vip {
@@ -84,7 +88,24 @@ struct conf {
 		int64_t announce_interval_ms;
 		int64_t announce_refresh_ms;
 		int64_t arp_reply_form;	/* bool */
+		int64_t follow;		/* enum fo_vip_follow: 0 coordinator, 1 primary */
 	} vip;
+	/* [failover] */
+	struct conf_failover {
+		int64_t auto_failover;	/* bool */
+		char *failover_command;	/* owned; empty = none */
+		char *follow_primary_command;	/* owned; empty = none */
+		char *fence_command;	/* owned; empty = none */
+		char *stop_command;	/* owned; empty = none */
+		char *rejoin_command;	/* owned; empty = none */
+		int64_t failure_quorum;	/* 0 = majority of the peers */
+		int64_t max_lag;	/* bytes */
+		int64_t fence_timeout_ms;
+		int64_t verify_timeout_ms;
+		int64_t retry_ms;
+		int64_t retry_max_ms;
+		int64_t self_fence;	/* bool */
+	} fo;
 	/* [peer.N], [backend.N], sorted by id */
 	struct conf_peer peers[CONF_MAX_PEERS];
 	size_t npeers;
@@ -142,6 +163,14 @@ struct wd_config;
  * without a witness become two-node mode when a fence_command is set.
  */
 void conf_wd_config(const struct conf *c, int64_t self, struct wd_config *out);
+struct fo_config;
+/*
+ * Fills the failover state machine's configuration for peer self from c:
+ * every configured peer (eligible unless a witness or of priority 0), every
+ * backend, the [failover] settings and the timings derived from the
+ * watchdog and health settings.
+ */
+void conf_fo_config(const struct conf *c, int64_t self, struct fo_config *out);
 /* The control socket path: control_socket, or state_dir/pgvigil.sock. */
 void conf_control_socket(const struct conf *c, char *buf, size_t len);
 
@@ -150,5 +179,11 @@ void conf_control_socket(const struct conf *c, char *buf, size_t len);
  * is milliseconds. Returns 0, or -1 for anything else.
  */
 int conf_parse_duration(const char *s, int64_t *ms);
+/*
+ * Parses a size: an integer with unit B, kB, MB, GB or TB (1024-based, as
+ * in PostgreSQL); a bare integer is bytes. Returns 0, or -1 for anything
+ * else, an overflow included.
+ */
+int conf_parse_size(const char *s, int64_t *bytes);
 
 #endif
