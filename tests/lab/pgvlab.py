@@ -1499,3 +1499,122 @@ host    replication  all   2001:db8::/64  trust
                     self._starttimes.pop(p, None)
             self._write_state()
         return [p for p, _ in pids]
+
+    # ---- shipped hook scripts (tests/system/test_hook_scripts.py) --------
+    # Run a failover hook the way pgvigil does (doc/hooks.md): the command
+    # line with each placeholder replaced by its shell-quoted value, through
+    # /bin/sh -c, with exactly the hook environment, inside a host's namespace.
+
+    HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    # placeholder letter -> environment variable (failover hooks, pgpool-II letters)
+    HOOK_PLACEHOLDERS = {
+        "d": "PGVIGIL_NODE_ID", "h": "PGVIGIL_NODE_HOST", "p": "PGVIGIL_NODE_PORT",
+        "D": "PGVIGIL_NODE_DATA", "m": "PGVIGIL_NEW_PRIMARY_ID",
+        "H": "PGVIGIL_NEW_PRIMARY_HOST", "r": "PGVIGIL_NEW_PRIMARY_PORT",
+        "R": "PGVIGIL_NEW_PRIMARY_DATA", "M": "PGVIGIL_OLD_MAIN_ID",
+        "P": "PGVIGIL_OLD_PRIMARY_ID", "N": "PGVIGIL_OLD_PRIMARY_HOST",
+        "S": "PGVIGIL_OLD_PRIMARY_PORT", "T": "PGVIGIL_TERM", "i": "PGVIGIL_PEER_ID",
+        "c": "PGVIGIL_CLUSTER",
+    }
+
+    @staticmethod
+    def hook_quote(value) -> str:
+        """A value as pgvigil substitutes it: POSIX single quotes, ' as '\\''."""
+        return "'" + str(value).replace("'", "'\\''") + "'"
+
+    @classmethod
+    def hook_command(cls, template: str, values: dict) -> str:
+        """template with %X replaced by the shell-quoted values[X] ('' when
+        missing) and %% by %; an unknown letter raises LabError."""
+        out, i = [], 0
+        while i < len(template):
+            c = template[i]
+            if c != "%":
+                out.append(c)
+                i += 1
+                continue
+            letter = template[i + 1:i + 2]
+            if letter == "%":
+                out.append("%")
+            elif letter in cls.HOOK_PLACEHOLDERS:
+                out.append(cls.hook_quote(values.get(letter, "")))
+            else:
+                raise LabError(f"unknown placeholder %{letter} in {template!r}")
+            i += 2
+        return "".join(out)
+
+    @classmethod
+    def hook_env(cls, hook: str, values: dict, extra: dict | None = None) -> dict:
+        """The environment of a failover hook: PATH, LANG, PGVIGIL_HOOK and
+        every placeholder's variable (empty when unknown), plus extra."""
+        env = {"PATH": cls.HOOK_PATH, "LANG": "C", "PGVIGIL_HOOK": hook}
+        for letter, var in cls.HOOK_PLACEHOLDERS.items():
+            env[var] = str(values.get(letter, ""))
+        env.update(extra or {})
+        return env
+
+    def run_hook(self, host: str, template: str, values: dict, hook: str,
+                 extra_env: dict | None = None,
+                 timeout: float = 120.0) -> subprocess.CompletedProcess:
+        """Run a hook command line in host's namespace as root, as pgvigil
+        would: sh -c with quoted values, the hook environment, stdin
+        /dev/null, cwd /.  stdout holds both output streams."""
+        self._check_live()
+        cmd = self.hook_command(template, values)
+        try:
+            return subprocess.run(self._ns_argv(host, ["/bin/sh", "-c", cmd]),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                                  env=self.hook_env(hook, values, extra_env), cwd="/")
+        except subprocess.TimeoutExpired as e:
+            raise LabError(f"hook {hook} on {host} timed out after {timeout}s: {cmd}\n"
+                           f"{e.output or ''}") from e
+
+    def ssh_shim(self) -> str:
+        """Write <workdir>/lab-ssh, a stand-in for ssh(1) for hook scripts'
+        --ssh-command: `lab-ssh [-o OPT]... USER@ADDRESS COMMAND...` runs
+        COMMAND (its words joined by spaces, as ssh does) with /bin/sh as
+        USER inside the namespace of the lab host that has ADDRESS, stdin
+        passed through.  An unknown address exits 255, like ssh.  Rewritten
+        on each call, so it knows every host added so far."""
+        self._check_live()
+        cases = "".join(
+            f"{h.ipv4}{'|' + h.ipv6 if h.ipv6 else ''}) ns={h.ns} ;;\n"
+            for h in self.hosts.values())
+        text = f"""#!/bin/sh
+# lab-ssh: ssh(1) stand-in of lab {self.prefix} (written by pgvlab.Lab.ssh_shim)
+set -eu
+while [ $# -gt 0 ]; do
+	case $1 in
+	-o|-i|-p|-l) shift 2 ;;
+	-*) shift ;;
+	*) break ;;
+	esac
+done
+[ $# -ge 1 ] || {{ echo "lab-ssh: no destination" >&2; exit 255; }}
+dest=$1; shift
+user=${{dest%@*}}; addr=${{dest#*@}}
+[ "$user" != "$dest" ] || user=root
+case $addr in
+{cases}*) echo "lab-ssh: no lab host has address $addr" >&2; exit 255 ;;
+esac
+home=$(getent passwd "$user" | cut -d: -f6)
+exec {IP} netns exec "$ns" {SETPRIV} --reuid="$user" --regid="$user" --init-groups -- \\
+	env HOME="${{home:-/}}" USER="$user" LOGNAME="$user" /bin/sh -c "cd / && $*"
+"""
+        path = os.path.join(self.workdir, "lab-ssh")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.chmod(path + ".tmp", 0o755)
+        os.replace(path + ".tmp", path)
+        return path
+
+    def pg_log_for_hooks(self, host: str) -> str:
+        """host's PostgreSQL log file, made writable by the postgres user so
+        that a hook's `pg_ctl start -l FILE` appends to the lab's log."""
+        inst = self.pg_instance(host)
+        if not os.path.exists(inst.logfile):
+            open(inst.logfile, "a").close()
+        pw = pwd.getpwnam(PG_OS_USER)
+        os.chown(inst.logfile, pw.pw_uid, pw.pw_gid)
+        return inst.logfile
