@@ -1618,3 +1618,302 @@ exec {IP} netns exec "$ns" {SETPRIV} --reuid="$user" --regid="$user" --init-grou
         pw = pwd.getpwnam(PG_OS_USER)
         os.chown(inst.logfile, pw.pw_uid, pw.pw_gid)
         return inst.logfile
+
+    # ---- failover cluster and client writer (tests/system/test_failover.py)
+    # The colocated layout of the failover design: lab host hN runs pgvigil
+    # peer N and PostgreSQL backend N (h1 the primary, the others streaming
+    # standbys), an optional witness host runs a peer only, and 'client'
+    # writes through the VIP.  Other helpers may add their own blocks below.
+
+    FO_TABLE = "fo_rows"
+    FO_PORT = 5432
+
+    def add_colocated_cluster(self, backends: int = 2, witness: bool = True,
+                              port: int = FO_PORT, sync_standby: str | None = None,
+                              timeout: float = 60.0) -> dict:
+        """Hosts h1..hB at peer_addr(1..B), each with PostgreSQL backend i:
+        h1 the primary, the others streaming standbys of it (slot = host
+        name), all listening on every address (so the VIP reaches them) with
+        max_connections 100 and the table fo_rows (id bigint primary key, srv
+        text: the cluster_name, i.e. the host, that inserted it).  With
+        witness, host h{B+1} (a peer, no backend).  And 'client' at
+        client_addr().  sync_standby: a standby host named in h1's
+        synchronous_standby_names, set after the base backups so that no
+        standby inherits it.  Returns the layout: {"peers": [(id, host)],
+        "backends": [(id, host)], "witness": id or None, "port": port}."""
+        self._check_live()
+        if not 1 <= backends <= 8 or backends + int(witness) > 9:
+            raise LabError("1..8 backends, at most 9 hosts with the witness")
+        npeers = backends + int(witness)
+        for i in range(1, npeers + 1):
+            self.add_host(f"h{i}", *peer_addr(i))
+        self.add_host("client", *client_addr())
+        self.add_postgres_primary("h1", port=port, timeout=timeout)
+        # postgresql.auto.conf is read after pgvlab.conf; pg_basebackup copies it.
+        self.psql("h1", "ALTER SYSTEM SET listen_addresses = '*'")
+        self.psql("h1", "ALTER SYSTEM SET max_connections = 100")
+        self.psql("h1", f"CREATE TABLE {self.FO_TABLE} (id bigint PRIMARY KEY, "
+                        "srv text NOT NULL DEFAULT current_setting('cluster_name'), "
+                        "at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        self.stop_postgres("h1")
+        self.start_postgres("h1", timeout)
+        for i in range(2, backends + 1):
+            self.add_postgres_standby(f"h{i}", "h1", port=port, timeout=timeout)
+        if sync_standby:
+            self.psql("h1", f"ALTER SYSTEM SET synchronous_standby_names = '{sync_standby}'")
+            self.psql("h1", "SELECT pg_reload_conf()")
+            deadline = time.monotonic() + timeout
+            while self.psql("h1", "SELECT sync_state FROM pg_stat_replication "
+                                  f"WHERE application_name = '{sync_standby}'") != "sync":
+                if time.monotonic() >= deadline:
+                    raise LabError(f"{sync_standby} not a synchronous standby after {timeout}s")
+                time.sleep(0.1)
+        for i in range(1, backends + 1):
+            self.pg_log_for_hooks(f"h{i}")
+        return {"peers": [(i, f"h{i}") for i in range(1, npeers + 1)],
+                "backends": [(i, f"h{i}") for i in range(1, backends + 1)],
+                "witness": npeers if witness else None, "port": port}
+
+    def colocated_config(self, layout: dict, sections: dict | None = None,
+                         hooks: dict | None = None, extra_sections: str = "") -> str:
+        """The pgvigil.conf of a layout from add_colocated_cluster(): every
+        peer, every backend with `peer = N` and its data_directory, the
+        witness flagged.  sections: {"failover": {key: value}, "vip": {...},
+        ...} rendered as INI sections in that order; hooks: the [hooks]
+        settings."""
+        text = self.pgvigil_config(layout["peers"], layout["backends"], hooks=hooks)
+        w = layout.get("witness")
+        if w:
+            text = text.replace(f"[peer.{w}]\n", f"[peer.{w}]\nwitness = yes\n")
+        for i, h in layout["backends"]:
+            text = text.replace(f"[backend.{i}]\n", f"[backend.{i}]\npeer = {i}\n"
+                                f"data_directory = {self.pg_instance(h).datadir}\n")
+        for name, kv in (sections or {}).items():
+            text += f"\n[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items())
+        if extra_sections:
+            text += "\n" + extra_sections.strip("\n") + "\n"
+        return text
+
+    # A PostgreSQL client in pure Python (the lab's interpreter has no
+    # driver): trust authentication, one simple query per connection.
+    PG_CLIENT_PY = r'''
+import socket, struct, sys
+
+def pg_query(host, port, sql, timeout, user="postgres", db="postgres"):
+    """Connect, authenticate (trust), run one simple query; the rows (lists
+    of str/None). RuntimeError("<SQLSTATE> <message>") on an ErrorResponse,
+    OSError on a socket problem."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.settimeout(timeout)
+        body = struct.pack("!i", 196608) + b"user\0" + user.encode() + b"\0database\0" + \
+            db.encode() + b"\0application_name\0pgvlab-writer\0\0"
+        s.sendall(struct.pack("!i", len(body) + 4) + body)
+        buf = b""
+
+        def msg():
+            nonlocal buf
+            while True:
+                if len(buf) >= 5:
+                    n = struct.unpack("!i", buf[1:5])[0]
+                    if len(buf) >= n + 1:
+                        t, m = buf[0:1], buf[5:n + 1]
+                        buf = buf[n + 1:]
+                        return t, m
+                d = s.recv(65536)
+                if not d:
+                    raise OSError("connection closed")
+                buf += d
+
+        def err(m):
+            f = {}
+            for part in m.split(b"\0"):
+                if part:
+                    f[part[:1]] = part[1:].decode(errors="replace")
+            return RuntimeError(f"{f.get(b'C', '?')} {f.get(b'M', '')}")
+
+        while True:
+            t, m = msg()
+            if t == b"R":
+                if struct.unpack("!i", m[:4])[0] != 0:
+                    raise RuntimeError("auth: only trust is supported")
+            elif t == b"E":
+                raise err(m)
+            elif t == b"Z":
+                break
+        q = sql.encode() + b"\0"
+        s.sendall(b"Q" + struct.pack("!i", len(q) + 4) + q)
+        rows, error, done = [], None, False
+        while True:
+            t, m = msg()
+            if t == b"D":
+                n = struct.unpack("!h", m[:2])[0]
+                off, row = 2, []
+                for _ in range(n):
+                    ln = struct.unpack("!i", m[off:off + 4])[0]
+                    off += 4
+                    if ln < 0:
+                        row.append(None)
+                    else:
+                        row.append(m[off:off + ln].decode(errors="replace"))
+                        off += ln
+                rows.append(row)
+            elif t == b"C":
+                done = True
+            elif t == b"E":
+                error = err(m)
+            elif t == b"Z":
+                break
+        if error is not None:
+            raise error
+        if not done:
+            raise RuntimeError("no CommandComplete")
+        try:
+            s.sendall(b"X\0\0\0\4")
+        except OSError:
+            pass
+        return rows
+    finally:
+        s.close()
+'''
+
+    # One line per attempt, written when it ends:
+    #   "<t_start> <t_end> ok <n> <srv>"   /   "<t_start> <t_end> fail <n> <why>"
+    # (CLOCK_MONOTONIC seconds, the clock of time.monotonic() here).
+    WRITER_PY = PG_CLIENT_PY + r'''
+import threading, time
+host, port, table = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+period, tmo, maxsec = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+lock = threading.Lock()
+
+def attempt(n, t0):
+    try:
+        rows = pg_query(host, port, "INSERT INTO %s (id) VALUES (%d) RETURNING srv" % (table, n), tmo)
+        res = "ok %d %s" % (n, rows[0][0] if rows and rows[0] and rows[0][0] else "?")
+    except RuntimeError as e:
+        res = "fail %d sql:%s" % (n, str(e).replace(" ", "_")[:100])
+    except socket.timeout:
+        res = "fail %d timeout" % n
+    except OSError as e:
+        res = "fail %d %s" % (n, (getattr(e, "strerror", None) or str(e)).replace(" ", "_")[:60])
+    except Exception as e:
+        res = "fail %d %s" % (n, type(e).__name__)
+    with lock:
+        sys.stdout.write("%.6f %.6f %s\n" % (t0, time.monotonic(), res))
+        sys.stdout.flush()
+
+print("ready", flush=True)
+start = time.monotonic()
+end, nxt, n = start + maxsec, start, 0
+while True:
+    now = time.monotonic()
+    if now >= end:
+        break
+    if now >= nxt:
+        n += 1
+        threading.Thread(target=attempt, args=(n, now), daemon=True).start()
+        nxt += period
+        if nxt < now:
+            nxt = now + period
+    time.sleep(max(0.0, min(nxt, end) - time.monotonic()))
+time.sleep(tmo + 1)
+'''
+
+    class Writer:
+        """A client writer (Lab.start_writer): every `period` s a new
+        connection INSERTs the next number into the table through `target`;
+        each attempt is bounded by `attempt_timeout`.  Results are read from
+        its output file; stop() ends it by pid."""
+
+        def __init__(self, lab, host, target, port, table, period, attempt_timeout, maxsec):
+            self.lab, self.host, self.target, self.port = lab, host, target, port
+            self.table, self.period, self.attempt_timeout = table, period, attempt_timeout
+            self.path = os.path.join(lab.workdir, f"writer.{time.monotonic_ns()}.out")
+            with open(self.path, "wb") as f:
+                self.proc = lab.popen(host, ["/usr/bin/python3", "-c", Lab.WRITER_PY, target,
+                                             str(port), table, str(period), str(attempt_timeout),
+                                             str(maxsec)], stdout=f, stderr=f, kind="writer")
+            deadline = time.monotonic() + 10
+            while "ready" not in self.lines():
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise LabError(f"writer on {host} did not start: {self.lines()[-5:]}")
+                time.sleep(0.01)
+
+        def lines(self) -> list[str]:
+            try:
+                with open(self.path, errors="replace") as f:
+                    return f.read().splitlines()
+            except FileNotFoundError:
+                return []
+
+        def results(self) -> list[tuple]:
+            """[(t_start, t_end, ok, n, srv or why)] in the order they ended."""
+            out = []
+            for ln in self.lines():
+                f = ln.split(None, 4)
+                if len(f) == 5 and f[2] in ("ok", "fail"):
+                    try:
+                        out.append((float(f[0]), float(f[1]), f[2] == "ok", int(f[3]), f[4]))
+                    except ValueError:
+                        continue
+            return out
+
+        def acked(self) -> dict:
+            """{n: srv} of every acknowledged INSERT."""
+            return {n: w for ts, te, ok, n, w in self.results() if ok}
+
+        def acks_after(self, t: float, srv: str | None = None) -> list[tuple]:
+            """Acknowledged attempts that started at or after t (by srv)."""
+            return [r for r in self.results()
+                    if r[2] and r[0] >= t and (srv is None or r[4] == srv)]
+
+        def wait_acks(self, count: int, timeout: float, after: float | None = None,
+                      srv: str | None = None) -> list[tuple]:
+            """Wait (bounded) for `count` acknowledged attempts started after
+            `after` (default now), by srv if given."""
+            after = time.monotonic() if after is None else after
+            deadline = time.monotonic() + timeout
+            while True:
+                got = self.acks_after(after, srv)
+                if len(got) >= count:
+                    return got
+                if self.proc.poll() is not None or time.monotonic() >= deadline:
+                    raise AssertionError(
+                        f"writer: {len(got)} of {count} acknowledged INSERTs through "
+                        f"{self.target}{' by ' + srv if srv else ''} within {timeout}s; "
+                        f"failures: {self.failures(after)}; last lines: {self.lines()[-3:]}")
+                time.sleep(0.05)
+
+        def failures(self, after: float = 0.0) -> dict:
+            """{reason: count} of failed attempts started at or after `after`."""
+            why = {}
+            for ts, te, ok, n, w in self.results():
+                if not ok and ts >= after:
+                    why[w[:60]] = why.get(w[:60], 0) + 1
+            return why
+
+        def write_gap(self, after: float, before: float | None = None) -> float | None:
+            """Longest time between two consecutive acknowledgements (by
+            t_end) in [after, before]: the writes' outage; None with fewer
+            than two."""
+            ends = sorted(te for ts, te, ok, n, w in self.results()
+                          if ok and te >= after and (before is None or te <= before))
+            if len(ends) < 2:
+                return None
+            return max(b - a for a, b in zip(ends, ends[1:]))
+
+        def stop(self) -> None:
+            if self.proc.pid in self.lab._procs:
+                self.lab.stop(self.proc, signal.SIGTERM, 5.0)
+
+    def start_writer(self, target: str, port: int = FO_PORT, table: str = FO_TABLE,
+                     period: float = 0.05, attempt_timeout: float = 3.0,
+                     maxsec: float = 300.0, host: str = "client") -> "Lab.Writer":
+        """Start a Writer in host's namespace aimed at target:port (the VIP)."""
+        self._check_live()
+        return Lab.Writer(self, host, target, port, table, period, attempt_timeout, maxsec)
+
+    def table_ids(self, host: str, table: str = FO_TABLE) -> set[int]:
+        """Every id in host's table (psql in host's namespace)."""
+        out = self.psql(host, f"SELECT id FROM {table}", timeout=30)
+        return {int(x) for x in out.split()} if out else set()
