@@ -804,6 +804,23 @@ do_select(struct fo *fo, uint64_t now)
 
 	if (fo->act == ACT_BACKOFF && now < fo->retry_at)
 		return;
+	/* A primary is already there (promoted by hand?): never a second one. */
+	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
+		const struct fo_backend_config *c = &fo->cfg.backends[i];
+		const struct fo_view *v = own_view(fo, c->id);
+
+		if (c->id != fo->rec.old_primary && view_up_primary(v)) {
+			char why[140];
+
+			snprintf(why, sizeof(why),
+				 "backend %u is already a primary; no standby is promoted beside it",
+				 c->id);
+			fo->ctr.refusals++;
+			alarm_once(fo, "two-primaries", why);
+			backoff(fo, now, "the candidate choice");
+			return;
+		}
+	}
 	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
 		const struct fo_backend_config *c = &fo->cfg.backends[i];
 		const struct fo_view *v = own_view(fo, c->id);
