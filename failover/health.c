@@ -4,15 +4,20 @@
  *
  * Every backend runs one small state machine:
  *
- *   IDLE --tick--> CONNECTING --PQconnectPoll OK--> QUERYING --result--> IDLE
- *     \--tick, connection still open------------------^
+ *   IDLE --tick--> CONNECTING --PQconnectPoll OK--> QUERYING --standby--> IDLE
+ *     \--tick, connection still open------------------^    \
+ *                                                primary: PROBING --> IDLE
  *
  * A check is one tick: it starts a deadline timer (timeout_ms) and ends in
- * check_ok() or check_fail(), which disarm it and arm the next tick
- * (interval_ms after a success, recheck_ms after a failure). A failure
- * always PQfinish()es the connection, so the next check starts from a clean
- * connect; a success keeps it open, so a steady check costs one query and no
- * connect (and no allocation of ours).
+ * check_ok() or check_fail(), which disarm it, arm the next tick
+ * (interval_ms after a success, recheck_ms after a failure, at once when
+ * health_check_now() asked during the check) and then tell the listener. A
+ * failure always PQfinish()es the connection, so the next check starts from
+ * a clean connect; a success keeps it open, so a steady check costs one
+ * status query (plus the write probe on a primary) and no connect (and no
+ * allocation of ours). The sample a check gathers is published only by
+ * check_ok(): a failed check leaves the role, timeline and LSNs of the last
+ * successful one in place.
  *
  * Only the non-blocking libpq API is used: PQconnectStartParams with
  * hostaddr= (no name lookup), PQconnectPoll driven by the fd readiness it
@@ -27,15 +32,15 @@
  * reading, so a server that goes away (shutdown, crash) is noticed at once
  * and checked again immediately rather than at the next interval.
  *
- * The timeline comes from pg_control_checkpoint(), i.e. the last
- * checkpoint's: on a standby that was just promoted it lags until the first
- * checkpoint on the new timeline. Good enough for now.
+ * The status query is one statement and one round trip; see HEALTH_QUERY
+ * for where the timeline comes from, WRITE_PROBE for what the probe proves.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -46,27 +51,85 @@
 #include "ctl/json.h"
 #include "failover/health.h"
 
+/*
+ * The status query. pg_is_in_recovery() is read once, in FROM, so every
+ * column agrees on the role even when a promotion lands during the query
+ * (pg_current_wal_lsn() and pg_walfile_name() raise an error in recovery).
+ * Columns: 0 in recovery, 1 standby timeline, 2 primary's WAL file name,
+ * 3 primary LSN, 4 standby receive LSN, 5 standby replay LSN (a promoted
+ * primary still answers the last two: null there, as a standby's 3 is),
+ * 6 system identifier.
+ *
+ * The timeline of a primary is the first 8 hex digits of its current WAL
+ * file's name, which is the timeline it writes on: right from the first
+ * check after a promotion, where pg_control_checkpoint() would lag until
+ * the first checkpoint on the new timeline. A standby's is the WAL
+ * receiver's received_tli (the timeline it streams, so it moves when the
+ * standby follows a promoted primary), else - no receiver running, or a
+ * role not allowed to see it - the last restartpoint's.
+ */
 #define HEALTH_QUERY							\
-	"SELECT pg_is_in_recovery(),"					\
-	" (SELECT timeline_id FROM pg_control_checkpoint()),"		\
-	" CASE WHEN pg_is_in_recovery() THEN NULL"			\
-	" ELSE pg_current_wal_lsn() END,"				\
-	" pg_last_wal_receive_lsn(),"					\
-	" pg_last_wal_replay_lsn(),"					\
-	" (SELECT system_identifier FROM pg_control_system())"
+	"SELECT r,"							\
+	" CASE WHEN r THEN coalesce("					\
+	"(SELECT received_tli FROM pg_stat_wal_receiver),"		\
+	" (SELECT timeline_id FROM pg_control_checkpoint())) END,"	\
+	" pg_walfile_name(w), w,"					\
+	" CASE WHEN r THEN pg_last_wal_receive_lsn() END,"		\
+	" CASE WHEN r THEN pg_last_wal_replay_lsn() END,"		\
+	" (SELECT system_identifier FROM pg_control_system())"		\
+	" FROM pg_is_in_recovery() AS r,"				\
+	" LATERAL (SELECT CASE WHEN r THEN NULL"			\
+	" ELSE pg_current_wal_lsn() END AS w) AS cur"
+#define HEALTH_COLUMNS 7
+
+/*
+ * The write probe, sent in the same check once the status query has found
+ * a primary (so a standby never gets it, even on the first check after it
+ * changed role). It must make COMMIT wait until the transaction's WAL is
+ * flushed to the primary's own disk: a primary whose storage hangs or fails
+ * still answers the status query, but not that.
+ *
+ * A transaction whose only WAL record is its commit record commits
+ * asynchronously whatever synchronous_commit says (PostgreSQL's
+ * RecordTransactionCommit() flushes only when the transaction wrote WAL
+ * before committing), so "SELECT txid_current(); COMMIT" returns without
+ * any flush and passes on a frozen disk. A transactional logical message
+ * takes an xid and writes a WAL record of its own, so its COMMIT flushes.
+ * It needs no table and no privilege beyond the default; logical decoding
+ * consumers see an empty message with prefix "pgvigil" and skip it as they
+ * skip every prefix they do not know.
+ *
+ * synchronous_commit = local waits for exactly that local flush. Not the
+ * default (on): with synchronous_standby_names set the commit would also
+ * wait for a synchronous standby, and a standby going away would fail the
+ * healthy primary. Not off: that does not wait for the flush at all.
+ * SET LOCAL keeps the setting inside this transaction. One round trip (a
+ * multi-statement simple query); per check and peer it costs one xid, one
+ * WAL flush and about a hundred bytes of WAL.
+ */
+#define WRITE_PROBE							\
+	"BEGIN; SET LOCAL synchronous_commit TO local;"			\
+	" SELECT pg_logical_emit_message(true, 'pgvigil', ''); COMMIT"
 
 enum phase {
 	PH_IDLE = 0,		/* no check running; conn open or NULL */
 	PH_CONNECTING,		/* PQconnectPoll in progress */
-	PH_QUERYING,		/* query sent, results pending */
+	PH_QUERYING,		/* status query sent, results pending */
+	PH_PROBING,		/* write probe sent, results pending */
 };
 
-/* What the query returned, kept apart until the check succeeds. */
+/* What the check found, kept apart until the check succeeds. */
 struct sample {
 	bool have_row;
 	enum health_role role;
 	uint32_t timeline;
 	uint64_t lsn, receive_lsn, replay_lsn, system_id;
+	/* the write probe */
+	bool probed;		/* it was sent */
+	bool probe_row;		/* pg_logical_emit_message() returned its LSN */
+	bool probe_commit;	/* COMMIT said COMMIT */
+	uint64_t probe_sent_us;
+	uint32_t probe_us;	/* round trip, when it succeeded */
 	char error[256];	/* an error result, "" when none */
 };
 
@@ -86,6 +149,7 @@ struct hb {
 	struct loop_timer *tick;	/* owned: next check */
 	struct loop_timer *deadline;	/* owned: end of the running check */
 	uint64_t started;		/* when the running check began */
+	bool again;			/* health_check_now() during this check */
 	struct sample s;
 };
 
@@ -94,6 +158,9 @@ struct health {
 	struct hb *b[CONF_MAX_BACKENDS];	/* owned; sorted by id like conf */
 	size_t n;
 	int64_t interval_ms, timeout_ms, failure_threshold, recheck_ms;
+	bool write_probe;
+	health_listener listener;	/* NULL: none */
+	void *listener_arg;		/* borrowed */
 };
 
 static void on_fd(struct loop *loop, int fd, uint32_t events, void *arg);
@@ -166,6 +233,79 @@ parse_lsn(const char *s, uint64_t *out)
 	return 0;
 }
 
+/*
+ * The timeline in a WAL file name (24 hex digits: timeline, log, segment).
+ * Returns 0, or -1 when name is not one or the timeline is 0.
+ */
+static int
+parse_walfile_timeline(const char *name, uint32_t *out)
+{
+	uint32_t tli = 0;
+	int i;
+
+	for (i = 0; i < 24; i++) {
+		int c = (unsigned char)name[i], v;
+
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'A' && c <= 'F')
+			v = c - 'A' + 10;
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else
+			return -1;
+		if (i < 8)
+			tli = tli << 4 | (uint32_t)v;
+	}
+	if (name[24] != '\0' || tli == 0)
+		return -1;
+	*out = tli;
+	return 0;
+}
+
+/* A positive decimal int4 (a standby's timeline). Returns 0, or -1. */
+static int
+parse_timeline(const char *s, uint32_t *out)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+		if (v > UINT32_MAX)
+			return -1;
+	}
+	if (v == 0)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* Milliseconds shown for a write probe of us microseconds: rounded up, at least 1. */
+static uint32_t
+probe_ms(uint32_t us)
+{
+	uint32_t ms = us / 1000 + (us % 1000 != 0);
+
+	return ms ? ms : 1;
+}
+
+/*
+ * Microseconds on CLOCK_BOOTTIME. Only to measure the write probe, which
+ * often takes less than a millisecond; nothing is decided on it.
+ */
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Copies the first line of msg, trimmed, into buf. */
 static void
 set_error(char *buf, size_t len, const char *msg)
@@ -190,12 +330,47 @@ set_error(char *buf, size_t len, const char *msg)
 }
 
 /*
- * Test-only entry points to the two pure helpers above, for
+ * Test-only entry points to the pure helpers above, for
  * tests/unit/test_health.c (which links against this file's object, so it
  * cannot include it). Not in health.h: nothing else calls them.
  */
 int health_test_parse_lsn(const char *s, uint64_t *out);
 void health_test_set_error(char *buf, size_t len, const char *msg);
+int health_test_parse_walfile_timeline(const char *name, uint32_t *out);
+int health_test_parse_timeline(const char *s, uint32_t *out);
+uint32_t health_test_probe_ms(uint32_t us);
+const char *health_test_query(void);
+const char *health_test_write_probe(void);
+
+int
+health_test_parse_walfile_timeline(const char *name, uint32_t *out)
+{
+	return parse_walfile_timeline(name, out);
+}
+
+int
+health_test_parse_timeline(const char *s, uint32_t *out)
+{
+	return parse_timeline(s, out);
+}
+
+uint32_t
+health_test_probe_ms(uint32_t us)
+{
+	return probe_ms(us);
+}
+
+const char *
+health_test_query(void)
+{
+	return HEALTH_QUERY;
+}
+
+const char *
+health_test_write_probe(void)
+{
+	return WRITE_PROBE;
+}
 
 int
 health_test_parse_lsn(const char *s, uint64_t *out)
@@ -260,6 +435,27 @@ close_conn(struct hb *b)
 
 /* ---- check results -------------------------------------------------- */
 
+/* Arms the next check delay_ms from now, or at once when one was asked for. */
+static void
+next_check(struct hb *b, int64_t delay_ms)
+{
+	loop_timer_in(b->tick, b->again ? 0 : (uint64_t)delay_ms);
+	b->again = false;
+}
+
+static void
+tell(struct hb *b)
+{
+	struct health *h = b->h;
+
+	if (h->listener)
+		h->listener(h->listener_arg, &b->pub);
+}
+
+/*
+ * The check failed: everything the last successful check found stays as it
+ * was. A failure during the write probe says so.
+ */
 static void
 check_fail(struct hb *b, const char *msg)
 {
@@ -268,7 +464,15 @@ check_fail(struct hb *b, const char *msg)
 	enum health_state was = p->state;
 
 	/* msg may be PQerrorMessage(): copy it before PQfinish frees it */
-	set_error(p->error, sizeof(p->error), msg);
+	if (b->phase == PH_PROBING && strncmp(msg, "write probe ", 12) != 0) {
+		char first[sizeof(p->error) - sizeof("write probe failed: ") + 1];
+
+		set_error(first, sizeof(first), msg);
+		snprintf(p->error, sizeof(p->error), "write probe failed: %s",
+			 first);
+	} else {
+		set_error(p->error, sizeof(p->error), msg);
+	}
 	close_conn(b);
 	loop_timer_stop(b->deadline);
 	b->phase = PH_IDLE;
@@ -296,7 +500,8 @@ check_fail(struct hb *b, const char *msg)
 	else if (was == HEALTH_UP)
 		log_warning("backend %" PRId64 " check failed: %s", p->id,
 			    p->error);
-	loop_timer_in(b->tick, (uint64_t)h->recheck_ms);
+	next_check(b, h->recheck_ms);
+	tell(b);
 }
 
 static void
@@ -315,6 +520,10 @@ check_ok(struct hb *b)
 	p->receive_lsn = b->s.receive_lsn;
 	p->replay_lsn = b->s.replay_lsn;
 	p->system_id = b->s.system_id;
+	if (p->role == HEALTH_ROLE_PRIMARY)
+		p->last_primary_lsn = p->lsn;
+	p->write_latency_us = b->s.probed ? b->s.probe_us : 0;
+	p->write_latency_ms = b->s.probed ? probe_ms(b->s.probe_us) : 0;
 	p->consecutive_failures = 0;
 	p->checks++;
 	p->last_check = now;
@@ -336,10 +545,20 @@ check_ok(struct hb *b)
 	if (watch(b, EPOLLIN) < 0) {
 		close_conn(b);
 	}
-	loop_timer_in(b->tick, (uint64_t)b->h->interval_ms);
+	next_check(b, b->h->interval_ms);
+	tell(b);
 }
 
-/* Takes the one row of the health query into b->s. */
+/* An error result's text: the primary message, without "ERROR:  ". */
+static const char *
+result_error(const PGresult *res)
+{
+	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	return m && *m ? m : PQresultErrorMessage(res);
+}
+
+/* Takes the one row of the status query into b->s. */
 static void
 take_row(struct hb *b, const PGresult *res)
 {
@@ -347,7 +566,7 @@ take_row(struct hb *b, const PGresult *res)
 	const char *v;
 	int i;
 
-	if (PQntuples(res) != 1 || PQnfields(res) != 6) {
+	if (PQntuples(res) != 1 || PQnfields(res) != HEALTH_COLUMNS) {
 		snprintf(s->error, sizeof(s->error),
 			 "unexpected result shape: %d rows, %d columns",
 			 PQntuples(res), PQnfields(res));
@@ -360,9 +579,18 @@ take_row(struct hb *b, const PGresult *res)
 	}
 	v = PQgetvalue(res, 0, 0);
 	s->role = v[0] == 't' ? HEALTH_ROLE_STANDBY : HEALTH_ROLE_PRIMARY;
-	s->timeline = PQgetisnull(res, 0, 1) ? 0 :
-		(uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
-	for (i = 2; i <= 4; i++) {
+	/* an unknown timeline (0) is not an error: the rest still counts */
+	i = s->role == HEALTH_ROLE_STANDBY ? 1 : 2;
+	if (!PQgetisnull(res, 0, i)) {
+		v = PQgetvalue(res, 0, i);
+		if ((i == 1 ? parse_timeline(v, &s->timeline) :
+		     parse_walfile_timeline(v, &s->timeline)) < 0) {
+			snprintf(s->error, sizeof(s->error),
+				 "could not parse timeline \"%.40s\"", v);
+			return;
+		}
+	}
+	for (i = 3; i <= 5; i++) {
 		uint64_t lsn = 0;
 
 		if (!PQgetisnull(res, 0, i) &&
@@ -372,30 +600,55 @@ take_row(struct hb *b, const PGresult *res)
 				 PQgetvalue(res, 0, i));
 			return;
 		}
-		if (i == 2)
+		if (i == 3)
 			s->lsn = lsn;
-		else if (i == 3)
+		else if (i == 4)
 			s->receive_lsn = lsn;
 		else
 			s->replay_lsn = lsn;
 	}
 	/* an int8 on the SQL side: the bits of the unsigned identifier */
-	s->system_id = PQgetisnull(res, 0, 5) ? 0 :
-		(uint64_t)strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+	s->system_id = PQgetisnull(res, 0, 6) ? 0 :
+		(uint64_t)strtoll(PQgetvalue(res, 0, 6), NULL, 10);
 	s->have_row = true;
+}
+
+/* Takes one result of the write probe into b->s. */
+static void
+take_probe_result(struct hb *b, PGresult *res)
+{
+	struct sample *s = &b->s;
+
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+		/* the LSN of the message */
+		if (PQntuples(res) == 1 && PQnfields(res) == 1 &&
+		    !PQgetisnull(res, 0, 0))
+			s->probe_row = true;
+		break;
+	case PGRES_COMMAND_OK:
+		/* an aborted transaction "commits" as ROLLBACK */
+		if (strcmp(PQcmdStatus(res), "COMMIT") == 0)
+			s->probe_commit = true;
+		break;
+	default:
+		if (!s->error[0])
+			set_error(s->error, sizeof(s->error),
+				  result_error(res));
+		break;
+	}
 }
 
 /* ---- the state machine ---------------------------------------------- */
 
+/* Sends sql in phase ph; the results come to query_step(). */
 static void
-send_query(struct hb *b)
+send_sql(struct hb *b, enum phase ph, const char *sql)
 {
 	int r;
 
-	b->phase = PH_QUERYING;
-	memset(&b->s, 0, sizeof(b->s));
-	if (PQsetnonblocking(b->conn, 1) != 0 ||
-	    !PQsendQuery(b->conn, HEALTH_QUERY)) {
+	b->phase = ph;
+	if (PQsetnonblocking(b->conn, 1) != 0 || !PQsendQuery(b->conn, sql)) {
 		check_fail(b, PQerrorMessage(b->conn));
 		return;
 	}
@@ -407,6 +660,45 @@ send_query(struct hb *b)
 	b->flushing = r == 1;
 	if (watch(b, b->flushing ? EPOLLIN | EPOLLOUT : EPOLLIN) < 0)
 		check_fail(b, "could not watch the connection's socket");
+}
+
+static void
+send_query(struct hb *b)
+{
+	memset(&b->s, 0, sizeof(b->s));
+	send_sql(b, PH_QUERYING, HEALTH_QUERY);
+}
+
+/* All results of the running query are in: the check goes on or ends. */
+static void
+results_done(struct hb *b)
+{
+	struct sample *s = &b->s;
+
+	if (b->phase == PH_QUERYING) {
+		if (s->error[0])
+			check_fail(b, s->error);
+		else if (!s->have_row)
+			check_fail(b, "the health query returned no row");
+		else if (s->role == HEALTH_ROLE_PRIMARY && b->h->write_probe) {
+			s->probed = true;
+			s->probe_sent_us = now_us();
+			send_sql(b, PH_PROBING, WRITE_PROBE);
+		} else {
+			check_ok(b);
+		}
+		return;
+	}
+	if (s->error[0])
+		check_fail(b, s->error);
+	else if (!s->probe_row || !s->probe_commit)
+		check_fail(b, "the transaction did not commit");
+	else {
+		uint64_t us = now_us() - s->probe_sent_us;
+
+		s->probe_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+		check_ok(b);
+	}
 }
 
 static void
@@ -489,20 +781,17 @@ query_step(struct hb *b, uint32_t events)
 		while (!PQisBusy(b->conn)) {
 			res = PQgetResult(b->conn);
 			if (!res) {
-				if (b->s.error[0])
-					check_fail(b, b->s.error);
-				else if (!b->s.have_row)
-					check_fail(b, "the health query returned no row");
-				else
-					check_ok(b);
+				results_done(b);
 				return;
 			}
-			if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+			if (b->phase == PH_PROBING)
+				take_probe_result(b, res);
+			else if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 				if (!b->s.have_row && !b->s.error[0])
 					take_row(b, res);
 			} else if (!b->s.error[0]) {
 				set_error(b->s.error, sizeof(b->s.error),
-					  PQresultErrorMessage(res));
+					  result_error(res));
 			}
 			PQclear(res);
 		}
@@ -521,6 +810,7 @@ on_fd(struct loop *loop, int fd, uint32_t events, void *arg)
 		connect_step(b);
 		break;
 	case PH_QUERYING:
+	case PH_PROBING:
 		query_step(b, events);
 		break;
 	case PH_IDLE:
@@ -567,7 +857,8 @@ on_deadline(struct loop *loop, struct loop_timer *t, void *arg)
 
 	if (b->phase == PH_IDLE)
 		return;
-	snprintf(msg, sizeof(msg), "timed out after %" PRId64 " ms",
+	snprintf(msg, sizeof(msg), "%stimed out after %" PRId64 " ms",
+		 b->phase == PH_PROBING ? "write probe " : "",
 		 b->h->timeout_ms);
 	check_fail(b, msg);
 }
@@ -635,6 +926,7 @@ take_settings(struct health *h, const struct conf *conf)
 	h->timeout_ms = conf->health.timeout_ms;
 	h->failure_threshold = conf->health.failure_threshold;
 	h->recheck_ms = conf->health.recheck_ms;
+	h->write_probe = conf->health.write_probe != 0;
 	if (h->failure_threshold < 1)
 		h->failure_threshold = 1;
 }
@@ -718,6 +1010,28 @@ health_free(struct health *h)
 	free(h);
 }
 
+void
+health_set_listener(struct health *h, health_listener fn, void *arg)
+{
+	h->listener = fn;
+	h->listener_arg = arg;
+}
+
+void
+health_check_now(struct health *h)
+{
+	size_t i;
+
+	for (i = 0; h && i < h->n; i++) {
+		struct hb *b = h->b[i];
+
+		if (b->phase != PH_IDLE)
+			b->again = true;
+		else
+			loop_timer_in(b->tick, 0);
+	}
+}
+
 size_t
 health_count(const struct health *h)
 {
@@ -786,6 +1100,7 @@ health_status_json(const struct health *h, struct json *j, uint64_t now)
 		json_lsn(j, "lsn", p->lsn);
 		json_lsn(j, "receive_lsn", p->receive_lsn);
 		json_lsn(j, "replay_lsn", p->replay_lsn);
+		json_lsn(j, "last_primary_lsn", p->last_primary_lsn);
 		json_key(j, "system_id");
 		if (p->system_id) {
 			/* a string: JavaScript loses bits beyond 2^53 */
@@ -802,6 +1117,11 @@ health_status_json(const struct health *h, struct json *j, uint64_t now)
 		json_key(j, "latency_ms");
 		if (p->last_ok)
 			json_uint(j, p->latency_ms);
+		else
+			json_null(j);
+		json_key(j, "write_latency_ms");
+		if (p->write_latency_ms)
+			json_uint(j, p->write_latency_ms);
 		else
 			json_null(j);
 		json_key(j, "consecutive_failures");
@@ -833,13 +1153,13 @@ health_status_table(const struct health *h, FILE *out, uint64_t now)
 	}
 	if (nprimary != 1)
 		primary = NULL;
-	fprintf(out, "\n  %-4s %-24s %-8s %-8s %-8s %-20s %-12s %s\n", "ID",
-		"BACKEND", "ROLE", "STATE", "TIMELINE", "LSN", "LAG",
-		"LAST OK");
+	fprintf(out, "\n  %-4s %-24s %-8s %-8s %-8s %-20s %-12s %-8s %s\n",
+		"ID", "BACKEND", "ROLE", "STATE", "TIMELINE", "LSN", "LAG",
+		"WRITE", "LAST OK");
 	for (i = 0; h && i < h->n; i++) {
 		const struct hb *b = h->b[i];
 		const struct health_backend *p = &b->pub;
-		char addr[80], tl[16], lsn[24], lag[24], ok[32];
+		char addr[80], tl[16], lsn[24], lag[24], wr[16], ok[32];
 		uint64_t pos = p->role == HEALTH_ROLE_PRIMARY ? p->lsn :
 			p->replay_lsn;
 
@@ -857,13 +1177,18 @@ health_status_table(const struct health *h, FILE *out, uint64_t now)
 				 primary->lsn > pos ? primary->lsn - pos : 0);
 		else
 			snprintf(lag, sizeof(lag), "-");
+		if (p->write_latency_ms)
+			snprintf(wr, sizeof(wr), "%" PRIu32 " ms",
+				 p->write_latency_ms);
+		else
+			snprintf(wr, sizeof(wr), "-");
 		if (p->last_ok)
 			snprintf(ok, sizeof(ok), "%" PRIu64 " ms ago",
 				 now > p->last_ok ? now - p->last_ok : 0);
 		else
 			snprintf(ok, sizeof(ok), "never");
-		fprintf(out, "  %-4" PRId64 " %-24s %-8s %-8s %-8s %-20s %-12s %s\n",
+		fprintf(out, "  %-4" PRId64 " %-24s %-8s %-8s %-8s %-20s %-12s %-8s %s\n",
 			p->id, addr, health_role_name(p->role),
-			health_state_name(p->state), tl, lsn, lag, ok);
+			health_state_name(p->state), tl, lsn, lag, wr, ok);
 	}
 }
