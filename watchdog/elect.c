@@ -23,6 +23,16 @@
  * refusal window ("boot hold"); a stalled loop (SIGSTOP, VM pause) enters
  * tilt: a coordinator steps down, others neither vote nor stand for a while.
  *
+ * Handing the role over (wd_stop, wd_transfer): the coordinator gives up
+ * its lease first, then announces it (the stopping or yielding flag on its
+ * heartbeats), then names a successor. A voter waives its refusal window
+ * for that successor's handover vote request only once the coordinator
+ * whose heartbeat opened the window announced that it gave up that term:
+ * the window protected that coordinator's lease, and that lease is gone.
+ * Only the stop notice, never the handover message, tells a two-node
+ * partner that the other voter is out of the game: a transfer leaves the
+ * sender a voter, so the partner must win its vote like any candidate.
+ *
  * Nothing here reads a clock or does I/O: every entry point takes `now`
  * (local milliseconds) and leaves effects in wd->effs for the caller, in
  * the order they must happen (a PERSIST before the SEND it guards).
@@ -46,6 +56,8 @@ struct peer {
 	uint8_t leader;
 	bool tilt;
 	bool stopping;		/* announced a clean stop */
+	uint64_t yield_term;	/* newest term it announced it gave up (transfer) */
+	uint64_t max_term;	/* highest term any of its heartbeats carried */
 	uint64_t last_seq;	/* newest hb_seq received from it */
 	uint64_t last_seq_at;	/* when */
 	uint64_t acked_seq;	/* as coordinator: newest of our seqs it echoed */
@@ -70,6 +82,12 @@ struct wd {
 	uint64_t election_at;	/* follower/candidate timeout */
 	uint64_t heartbeat_at;	/* next heartbeat batch */
 	uint64_t vote_block_until;	/* no votes, pre-votes or candidacy before */
+	/* the coordinator, and its term, whose heartbeat last opened the window */
+	uint8_t window_leader;
+	uint64_t window_term;
+	/* a handover vote request refused only for the window, granted once waived */
+	uint8_t pending_from;
+	uint64_t pending_term;
 	uint64_t tilt_until;
 	uint64_t no_stand_until;	/* after wd_resign: vote, but do not stand */
 	uint64_t hb_seq;	/* our heartbeat counter */
@@ -81,6 +99,14 @@ struct wd {
 	uint64_t prevote_term;	/* term the current pre-vote round asks for */
 	bool handover_pending;	/* candidacy started by a handover */
 	uint8_t handover_to;	/* successor we named at a clean stop */
+	/* wd_transfer: the term given up, the successor, until when the next
+	 * term's votes are kept for it, until when this peer does not stand */
+	uint64_t yield_term;
+	uint8_t yield_to;
+	uint64_t yield_votes_until;
+	uint64_t yield_until;
+	uint64_t last_batch_at;	/* send time of the last heartbeat batch */
+	char role_reason[96];	/* a ROLE effect's reason built at run time */
 	bool was_holder;	/* held the coordinator role most recently */
 	bool stopped;
 	/* two-node fencing */
@@ -323,6 +349,9 @@ fill_heartbeat(struct wd *wd, struct wd_msg *m, struct peer *to, uint64_t now)
 		m->flags |= WD_HB_STOPPING;
 	if (wd->fenced_mode)
 		m->flags |= WD_HB_FENCED_MODE;
+	/* True of every heartbeat of that term: it can never lead it again. */
+	if (wd->yield_term && wd->yield_term == wd->d.term)
+		m->flags |= WD_HB_YIELDING;
 	if (wd->role == WD_LEADER && wd->lease_end > now)
 		m->lease_left_ms = (uint32_t)(wd->lease_end - now);
 	memcpy(m->ext, wd->ext, wd->ext_len);
@@ -358,6 +387,7 @@ heartbeat_all(struct wd *wd, uint64_t now)
 			fill_heartbeat(wd, m, &wd->peers[i], now);
 	}
 	wd->heartbeat_at = now + wd->cfg.heartbeat_ms;
+	wd->last_batch_at = now;
 }
 
 static void
@@ -668,6 +698,56 @@ may_vote(const struct wd *wd, uint64_t now)
 	return !wd->stopped && !in_tilt(wd, now) && now >= wd->vote_block_until;
 }
 
+/*
+ * After wd_transfer: the pre-votes and votes of the next term are kept
+ * for the named successor, which stands within a round trip. Only for
+ * election_min: by then the peers that echoed our last heartbeats may
+ * vote and stand again anyway, and a successor that died must not keep
+ * the others from electing someone else.
+ */
+static bool
+yield_reserves(const struct wd *wd, uint64_t now, uint64_t term)
+{
+	return wd->yield_term && now < wd->yield_votes_until &&
+	       term == wd->yield_term + 1;
+}
+
+/* After wd_transfer: no candidacy until election_max or a newer term. */
+static bool
+yield_holds(const struct wd *wd, uint64_t now)
+{
+	return wd->yield_term && now < wd->yield_until && wd->d.term == wd->yield_term;
+}
+
+/*
+ * The refusal window protects the lease of the coordinator whose heartbeat
+ * opened it (window_leader, in window_term; terms of accepted coordinators
+ * only grow, so it is the highest). A vote request of a later term with
+ * the handover flag may pass the window once that coordinator announced
+ * it gave that lease up for good: it stopped (in the newest boot heard
+ * from it, so any older boot is gone too), it yielded exactly that term
+ * by a transfer, or it sent a heartbeat of a higher term (it left that
+ * term before, and a coordinator never returns to a term it left). The
+ * last covers a voter that missed the yield notice: the yielding peer
+ * adopts its successor's term when it votes for it, and its heartbeats
+ * then no longer carry the flag. doc/election.md section 9 has the proof.
+ */
+static bool
+window_waived(const struct wd *wd, uint64_t now, uint64_t term)
+{
+	const struct peer *l = NULL;
+
+	if (wd->stopped || in_tilt(wd, now) || !wd->window_leader ||
+	    term <= wd->window_term)
+		return false;
+	for (size_t i = 0; i < wd->cfg.npeers; i++)
+		if (wd->peers[i].cfg.id == wd->window_leader)
+			l = &wd->peers[i];
+	return l && l != &wd->peers[wd->self] &&
+	       (l->stopping || l->yield_term == wd->window_term ||
+		l->max_term > wd->window_term);
+}
+
 static void
 on_heartbeat(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m)
 {
@@ -677,6 +757,9 @@ on_heartbeat(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m
 	p->leader = m->leader;
 	p->tilt = (m->flags & WD_HB_TILT) != 0;
 	p->stopping = (m->flags & WD_HB_STOPPING) != 0;
+	/* A term given up stays given up: keep the newest, whatever arrives late. */
+	if ((m->flags & WD_HB_YIELDING) && m->term > p->yield_term)
+		p->yield_term = m->term;
 	p->lease_left_ms = m->role == WD_LEADER ? m->lease_left_ms : 0;
 	/*
 	 * Echo the latest heartbeat, not the highest: a restarted peer counts
@@ -712,6 +795,8 @@ on_heartbeat(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m
 		 * pre-vote or candidacy until election_min from now.
 		 */
 		block_votes_until(wd, now + wd->cfg.election_min_ms);
+		wd->window_leader = p->cfg.id;
+		wd->window_term = m->term;
 		reset_election_timer(wd, now);
 		/* Echo at once so the lease is renewed within one round trip. */
 		if (!in_tilt(wd, now))
@@ -732,7 +817,8 @@ on_prevote_req(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg 
 {
 	struct wd_msg *r;
 	bool grant = may_vote(wd, now) && m->term > wd->d.term &&
-		     eligible(&p->cfg) && wd->role != WD_LEADER;
+		     eligible(&p->cfg) && wd->role != WD_LEADER &&
+		     !(yield_reserves(wd, now, m->term) && p->cfg.id != wd->yield_to);
 
 	r = send_to(wd, p->cfg.id, WD_MSG_PREVOTE_RESP);
 	if (!r)
@@ -751,47 +837,82 @@ on_prevote_resp(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg
 		start_election(wd, now, false);
 }
 
+/*
+ * Whether to vote for p in term; adopts the term and makes the vote
+ * durable (PERSIST queued) when it does. A handover request refused only
+ * because of the refusal window is remembered, and granted when the
+ * window is waived later (its stop or yield notice may arrive after it).
+ */
+static bool
+decide_vote(struct wd *wd, uint64_t now, struct peer *p, uint64_t term,
+	    uint8_t vote_flags)
+{
+	bool handover = (vote_flags & WD_VOTE_HANDOVER) != 0;
+	/* A coordinator holding a valid lease does not vote it away. */
+	bool leading = wd->role == WD_LEADER && now < wd->lease_end;
+	bool blocked = leading || !may_vote(wd, now);
+	bool reserved = yield_reserves(wd, now, term);
+
+	if (blocked && !leading && handover && window_waived(wd, now, term))
+		blocked = false;
+	/* The coordinator that stopped or yielded votes for the successor it named. */
+	if (blocked && handover && !leading && !in_tilt(wd, now) &&
+	    ((wd->stopped && wd->handover_to == p->cfg.id) ||
+	     (reserved && wd->yield_to == p->cfg.id)))
+		blocked = false;
+	if (reserved && wd->yield_to != p->cfg.id)
+		return false;
+	if (blocked) {
+		if (handover && !leading && !wd->stopped && !in_tilt(wd, now) &&
+		    term >= wd->d.term) {
+			wd->pending_from = p->cfg.id;
+			wd->pending_term = term;
+		}
+		return false;
+	}
+	if (!eligible(&p->cfg))
+		return false;
+	if (term > wd->d.term)
+		adopt_term(wd, now, term, "vote requested in a higher term");
+	if (term != wd->d.term || wd->role != WD_FOLLOWER ||
+	    (wd->d.voted_for != 0 && wd->d.voted_for != p->cfg.id))
+		return false;
+	if (wd->d.voted_for != p->cfg.id) {
+		wd->d.voted_for = p->cfg.id;
+		/* Durable before the answer leaves (S5). */
+		persist(wd);
+	}
+	reset_election_timer(wd, now);
+	return true;
+}
+
 static void
 on_vote_req(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m)
 {
-	struct wd_msg *r;
-	bool handover = (m->vote_flags & WD_VOTE_HANDOVER) != 0;
-	/* A coordinator holding a valid lease does not vote it away. */
-	bool blocked = !may_vote(wd, now) ||
-		       (wd->role == WD_LEADER && now < wd->lease_end);
-	bool grant = false;
+	bool grant = decide_vote(wd, now, p, m->term, m->vote_flags);
+	struct wd_msg *r = send_to(wd, p->cfg.id, WD_MSG_VOTE_RESP);
 
-	/*
-	 * A handover waives the refusal window only when we know our
-	 * coordinator relinquished its lease (it told us it is stopping).
-	 */
-	if (blocked && handover && !wd->stopped && !in_tilt(wd, now)) {
-		struct peer *l = wd->leader ? peer_by_id(wd, wd->leader) : NULL;
-
-		if (l && l->stopping)
-			blocked = false;
-	}
-	/* The coordinator that stopped votes for the successor it named. */
-	if (wd->stopped && handover && wd->handover_to == p->cfg.id &&
-	    !in_tilt(wd, now))
-		blocked = false;
-	if (!blocked && eligible(&p->cfg)) {
-		if (m->term > wd->d.term)
-			adopt_term(wd, now, m->term, "vote requested in a higher term");
-		if (m->term == wd->d.term && wd->role == WD_FOLLOWER &&
-		    (wd->d.voted_for == 0 || wd->d.voted_for == p->cfg.id)) {
-			grant = true;
-			if (wd->d.voted_for != p->cfg.id) {
-				wd->d.voted_for = p->cfg.id;
-				/* Durable before the answer leaves (S5). */
-				persist(wd);
-			}
-			reset_election_timer(wd, now);
-		}
-	}
-	r = send_to(wd, p->cfg.id, WD_MSG_VOTE_RESP);
 	if (r)
 		r->granted = grant;
+}
+
+/* A heartbeat arrived: a remembered handover request may pass now. */
+static void
+retry_pending_vote(struct wd *wd, uint64_t now)
+{
+	struct peer *c;
+	uint64_t term = wd->pending_term;
+	struct wd_msg *r;
+
+	if (!wd->pending_from || !window_waived(wd, now, term))
+		return;
+	c = peer_by_id(wd, wd->pending_from);
+	wd->pending_from = 0;
+	if (!c || !decide_vote(wd, now, c, term, WD_VOTE_HANDOVER))
+		return;
+	r = send_to(wd, c->cfg.id, WD_MSG_VOTE_RESP);
+	if (r)
+		r->granted = 1;
 }
 
 static void
@@ -813,11 +934,16 @@ on_handover(struct wd *wd, uint64_t now, struct peer *p, const struct wd_msg *m)
 {
 	if (m->term != wd->d.term || wd->leader != p->cfg.id || wd->stopped ||
 	    in_tilt(wd, now) || !eligible(&wd->peers[wd->self].cfg) ||
-	    wd->role != WD_FOLLOWER)
+	    wd->role != WD_FOLLOWER || now < wd->no_stand_until)
 		return;
-	p->stopping = true;
-	if (wd->cfg.two_node)
-		take_over(wd, now);	/* the only other voter is leaving */
+	/*
+	 * The handover says "my lease is gone, stand now", after a clean stop
+	 * as after a transfer. Whether the sender left for good (two-node mode:
+	 * take the role without its vote) comes from its stop notice alone; a
+	 * transferring coordinator is still a voter, and votes for us.
+	 */
+	if (wd->cfg.two_node && other_out(wd))
+		take_over(wd, now);
 	else
 		start_election(wd, now, true);
 }
@@ -869,8 +995,11 @@ wd_receive(struct wd *wd, uint64_t now, uint8_t from, const struct wd_msg *m)
 	if (m->sender_boot > p->boot)
 		p->boot = m->sender_boot;
 	p->last_heard = now;
-	if (m->type == WD_MSG_HEARTBEAT)
+	if (m->type == WD_MSG_HEARTBEAT) {
 		p->term = m->term;
+		if (m->term > p->max_term)
+			p->max_term = m->term;
+	}
 	/* It came back (its fence was lifted and it restarted). */
 	p->fenced = false;
 	switch (m->type) {
@@ -894,6 +1023,11 @@ wd_receive(struct wd *wd, uint64_t now, uint8_t from, const struct wd_msg *m)
 		break;
 	default:
 		break;
+	}
+	if (m->type == WD_MSG_HEARTBEAT) {
+		retry_pending_vote(wd, now);
+		/* Two-node mode: a stop notice is acted on at once, not at the next tick. */
+		take_over(wd, now);
 	}
 }
 
@@ -935,8 +1069,10 @@ wd_tick(struct wd *wd, uint64_t now)
 		if (wd->role == WD_PRECANDIDATE)
 			wd->ctr.prevotes_failed++;
 		if (eligible(&wd->peers[wd->self].cfg) && may_vote(wd, now) &&
-		    now >= wd->no_stand_until)
+		    now >= wd->no_stand_until && !yield_holds(wd, now))
 			start_prevote(wd, now);
+		else if (yield_holds(wd, now))
+			wd->election_at = wd->yield_until;	/* stand then, if nobody did */
 		else
 			reset_election_timer(wd, now);
 	}
@@ -958,6 +1094,78 @@ wd_resign(struct wd *wd, uint64_t now, uint32_t hold_ms, const char *reason)
 		become_follower(wd, now, reason);
 	if (wd->election_at < wd->no_stand_until)
 		wd->election_at = wd->no_stand_until;
+}
+
+/*
+ * Whether p can take the role over now: eligible, heard within
+ * election_min, and neither fenced, in tilt nor stopping.
+ */
+static bool
+successor_ok(const struct wd *wd, const struct peer *p, uint64_t now)
+{
+	return p != &wd->peers[wd->self] && eligible(&p->cfg) && !p->fenced &&
+	       !p->tilt && !p->stopping && p->last_heard &&
+	       now - p->last_heard < wd->cfg.election_min_ms;
+}
+
+void
+wd_transfer(struct wd *wd, uint64_t now, uint8_t target, const char *reason)
+{
+	struct peer *t = peer_by_id(wd, target);
+
+	wd->neffs = 0;
+	check_stall(wd, now);
+	/*
+	 * The target must also follow us in our term: the handover is acted
+	 * on only by a follower of its sender, and a target that would ignore
+	 * it would leave the cluster without a coordinator for an election
+	 * timeout.
+	 */
+	if (wd->role != WD_LEADER || wd->stopped || !t || !successor_ok(wd, t, now) ||
+	    t->term != wd->d.term || t->leader != self_id(wd) || t->role != WD_FOLLOWER)
+		return;
+	snprintf(wd->role_reason, sizeof(wd->role_reason), "transfer to peer %u%s%s",
+		 target, reason && reason[0] ? ": " : "", reason ? reason : "");
+	/* The lease first: wd_has_lease() is false from here on. */
+	become_follower(wd, now, wd->role_reason);
+	wd->ctr.transfers++;
+	wd->yield_term = wd->d.term;
+	wd->yield_to = target;
+	wd->yield_votes_until = now + wd->cfg.election_min_ms;
+	wd->yield_until = now + wd->cfg.election_max_ms;
+	/*
+	 * Then every peer learns that the term is given up (each heartbeat of
+	 * this term carries the flag from now on, so a lost one is repeated),
+	 * then the successor stands. In two-node mode it needs our vote: we
+	 * did not stop, so it must not take the role without it.
+	 */
+	heartbeat_all(wd, now);
+	send_to(wd, target, WD_MSG_HANDOVER);
+}
+
+/*
+ * A flushed batch is an ordinary batch: a new sequence number whose send
+ * time is recorded before it leaves. Echoes of it give a lease from that
+ * send time, and the peers that echo open their refusal windows when it
+ * arrives, after it was sent; so sending earlier than the schedule only
+ * moves a send time earlier, and every step of the lease argument holds
+ * as for a periodic batch. The batch also postpones the periodic one (a
+ * batch is a batch), so no gap grows. The rate limit keeps at most four
+ * batches per heartbeat_ms, so the SENT_RING send times still span 16
+ * intervals of round trip, and the network and the effect list bounded.
+ */
+void
+wd_flush(struct wd *wd, uint64_t now)
+{
+	uint64_t gap = wd->cfg.heartbeat_ms / 4 ? wd->cfg.heartbeat_ms / 4 : 1;
+	uint64_t at = wd->last_batch_at + gap;
+
+	wd->neffs = 0;
+	check_stall(wd, now);
+	if (!wd->last_batch_at || now >= at)
+		heartbeat_all(wd, now);
+	else if (at < wd->heartbeat_at)
+		wd->heartbeat_at = at;
 }
 
 void
@@ -989,9 +1197,7 @@ wd_stop(struct wd *wd, uint64_t now)
 	for (size_t i = 0; i < wd->cfg.npeers; i++) {
 		struct peer *p = &wd->peers[i];
 
-		if (i == wd->self || !eligible(&p->cfg) || p->fenced || p->tilt ||
-		    p->stopping || !p->last_heard ||
-		    now - p->last_heard >= wd->cfg.election_min_ms)
+		if (!successor_ok(wd, p, now))
 			continue;
 		if (!best || p->cfg.priority > best->cfg.priority ||
 		    (p->cfg.priority == best->cfg.priority && p->cfg.id < best->cfg.id))

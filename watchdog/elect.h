@@ -44,6 +44,12 @@ enum wd_role {
 #define WD_HB_TILT 0x01		/* sender is in tilt: it neither votes nor claims */
 #define WD_HB_STOPPING 0x02	/* sender is leaving (clean stop) */
 #define WD_HB_FENCED_MODE 0x04	/* two-node coordinator that fenced its peer */
+/*
+ * The sender gave up the coordinator role of the heartbeat's term by a
+ * transfer (wd_transfer): it holds no lease of that term and never will.
+ * Unlike WD_HB_STOPPING it goes on voting and may stand again later.
+ */
+#define WD_HB_YIELDING 0x08
 /* Vote request flags. */
 #define WD_VOTE_HANDOVER 0x01	/* the coordinator handed over: skip the lease wait */
 
@@ -124,7 +130,9 @@ struct wd_effect {
 	enum wd_role role;	/* ROLE: the new role */
 	uint64_t term;		/* ROLE: the term */
 	uint8_t leader;		/* ROLE: the coordinator now known, 0 = none */
-	const char *reason;	/* ROLE, FENCE: static string */
+	/* ROLE, FENCE: a static string, or one the state machine holds until
+	 * its next call */
+	const char *reason;
 	struct wd_msg msg;	/* SEND */
 };
 
@@ -157,6 +165,7 @@ struct wd_counters {
 	uint64_t tilts;
 	uint64_t fences;
 	uint64_t fences_failed;
+	uint64_t transfers;	/* coordinator role handed over by wd_transfer */
 };
 
 struct wd;
@@ -192,6 +201,34 @@ void wd_fence_done(struct wd *wd, uint64_t now, uint8_t target, bool ok);
  * peer to start an election without waiting; others just stop voting.
  */
 void wd_stop(struct wd *wd, uint64_t now);
+
+/*
+ * Leadership transfer: the coordinator hands its role to peer target (with
+ * vip.follow = primary, the peer next to a new primary). It gives up its
+ * lease at once, then tells every peer in a heartbeat with WD_HB_YIELDING
+ * that it relinquished its term (so that voters waive their refusal
+ * window for the handover candidate, as after a clean stop), and sends
+ * WD_MSG_HANDOVER to target, which stands at once. For election_min_ms
+ * it grants pre-votes and votes of the next term only to target, and for
+ * election_max_ms it does not stand itself unless a newer term is seen
+ * first; otherwise it stays an ordinary voting follower (unlike wd_stop).
+ *
+ * Nothing happens (no effect, still coordinator) when this peer is not
+ * the coordinator, or when target is this peer, unknown, not eligible
+ * (witness, priority 0), fenced, stopping, in tilt, not heard within
+ * election_min_ms, or not following this coordinator in its term.
+ * wd_role() tells the caller which it was. reason (borrowed for the call)
+ * goes into the ROLE effect.
+ */
+void wd_transfer(struct wd *wd, uint64_t now, uint8_t target, const char *reason);
+
+/*
+ * Sends a heartbeat batch now, typically because the extension bytes
+ * changed. At most one extra batch leaves per heartbeat_ms / 4: a call
+ * inside that interval moves the next batch to its end instead, so a
+ * flood of calls neither floods the network nor delays anything.
+ */
+void wd_flush(struct wd *wd, uint64_t now);
 
 /*
  * The coordinator cannot serve (its VIP's link went down, the VIP keeps

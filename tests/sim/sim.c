@@ -11,14 +11,17 @@
  * delays, duplicates, reorders and partitions (also one way); peers crash
  * (memory lost, "disk" kept), restart, stop cleanly, freeze (VM pause:
  * inputs queue up and are handled at resume), change drift, and in
- * two-node mode fence each other. Everything random comes from the seed,
+ * two-node mode fence each other; coordinators hand their role to random
+ * peers (wd_transfer) and peers flush heartbeats in bursts (wd_flush). Everything random comes from the seed,
  * so a schedule replays exactly: `sim --verbose SEED` prints its trace.
  *
  * After every call into a peer the safety invariants are checked (at most
  * one valid lease at any real instant, terms never decrease, one durable
  * vote per peer and term and durable before sent, one coordinator per
- * term); in quiet phases (no faults, healed network) a lease must appear
- * within a stated bound and then hold. The first violation ends the
+ * term, a two-node take-over "after a clean stop" only after a real stop);
+ * in quiet phases (no faults, healed network) a lease must appear within
+ * a stated bound and then hold, and a planned transfer must give the
+ * target a lease within a few round trips and fence nobody. The first violation ends the
  * schedule and is reported with its seed and time.
  *
  * Built for throughput: events live in one binary heap, messages in a pool
@@ -53,6 +56,7 @@
 #define DEFAULT_DURATION_MS 60000
 #define VMSG_LEN 640
 #define FENCE_HOOK_MAX_US 3000000	/* a fence hook runs 10 ms to 3 s */
+#define FLUSH_BURST_MAX 40	/* wd_flush calls in one burst */
 
 /* ---- PRNG: splitmix64 to seed, xoshiro256** to draw ------------------ */
 
@@ -129,6 +133,9 @@ enum ev_kind {
 	EV_PHASE,
 	EV_DEADLINE,		/* a: quiet phase number */
 	EV_EXIT,		/* a: peer, b: incarnation; the end of a clean stop */
+	EV_XFER,		/* a: quiet phase; a planned transfer */
+	EV_XFER_DEADLINE,	/* a: quiet phase, b: transfer number */
+	EV_FLUSH,		/* a: peer, b: incarnation */
 };
 
 struct ev {
@@ -174,9 +181,12 @@ struct speer {
 	uint64_t term_seen;	/* highest wd_term of any incarnation */
 	bool fenced;		/* down because a fence succeeded */
 	bool lingering;		/* stopped cleanly, exits at its EV_EXIT */
+	uint64_t booted_at;	/* real µs of its last start */
 	/* newest heartbeat received from each peer, and from which incarnation */
 	uint64_t rx_seq[MAXP];
 	uint32_t rx_inc[MAXP];
+	/* newest incarnation + 1 of any message delivered from each peer, 0 = none */
+	uint32_t rx_max_inc[MAXP];
 };
 
 struct msgslot {
@@ -208,6 +218,9 @@ struct stats {
 	uint64_t ttc_ratio_seed;
 	uint64_t ttc_hist[8];	/* ttc / bound in eighths */
 	uint64_t phantom_echoes, phantom_schedules;
+	uint64_t transfers, transfers_made, flushes;
+	uint64_t xfer_quiet, xfer_quiet_done, xfer_sum_us, xfer_max_us, xfer_max_seed;
+	uint64_t xfer_bound_max_us;
 };
 
 struct opts {
@@ -226,12 +239,13 @@ struct opts {
 
 enum fault {
 	F_CRASH, F_STOP, F_PAUSE, F_SPLIT, F_ISOLATE, F_ONEWAY, F_LOSSY,
-	F_SPIKES, F_DUP, F_HEAL, F_DRIFT, F_RESTART, F_BRIDGE, F_COUNT
+	F_SPIKES, F_DUP, F_HEAL, F_DRIFT, F_RESTART, F_BRIDGE, F_TRANSFER, F_FLUSH,
+	F_COUNT
 };
 
 static const char *const fault_names[F_COUNT] = {
 	"crash", "stop", "pause", "split", "isolate", "oneway", "lossy",
-	"spikes", "dup", "heal", "drift", "restart", "bridge",
+	"spikes", "dup", "heal", "drift", "restart", "bridge", "transfer", "flush",
 };
 
 enum mode { M_THREE, M_FIVE, M_WITNESS, M_TWO_NODE, M_COUNT };
@@ -275,6 +289,15 @@ struct sim {
 	/* invariants */
 	struct map votes;	/* (idx+1) << 56 | term -> candidate id */
 	struct map leaders;	/* term + 1 -> leader id */
+	struct map stops;	/* (idx+1) << 56 | incarnation -> 1: it called wd_stop */
+	/* the planned transfer of the current quiet phase */
+	bool xfer_pending;	/* waiting for the target's lease */
+	bool xfer_done_phase;	/* a transfer happened in this quiet phase */
+	size_t xfer_target;	/* idx */
+	uint64_t xfer_at;	/* real µs */
+	uint64_t settled_at;	/* real µs the quiet phase settled */
+	uint32_t xfer_n;	/* transfers so far, to match deadlines */
+	uint64_t xfer_bound_us;
 	bool violated;
 	char vmsg[VMSG_LEN];
 	uint64_t phantom_at;	/* first echo of a heartbeat never received, 0 = none */
@@ -632,6 +655,24 @@ check_leases(struct sim *s)
 	}
 	if (!s->quiet)
 		return;
+	if (s->xfer_pending && holders == 1) {
+		uint64_t us = s->now - s->xfer_at;
+
+		if (h[0] != s->xfer_target) {
+			violation(s, "transfer: peer %u holds the lease after a transfer to %u",
+				  s->p[h[0]].id, s->p[s->xfer_target].id);
+			return;
+		}
+		s->xfer_pending = false;
+		s->st.xfer_quiet_done++;
+		s->st.xfer_sum_us += us;
+		if (us > s->st.xfer_max_us) {
+			s->st.xfer_max_us = us;
+			s->st.xfer_max_seed = s->seed;
+		}
+		trace(s, "quiet phase %u: transfer target %u holds the lease after %.3f ms",
+		      s->phase, s->p[h[0]].id, (double)us / 1000.0);
+	}
 	if (!s->got_lease && holders == 1) {
 		uint64_t ttc = (s->now - s->quiet_start) / 1000;
 		double ratio = (double)ttc / (double)s->bound_ms;
@@ -678,8 +719,17 @@ check_leases(struct sim *s)
 			s->stable = true;
 			s->stable_holder = hp->id;
 			s->stable_term = term;
+			s->settled_at = s->now;
 			trace(s, "quiet phase %u: settled on %u term %" PRIu64, s->phase,
 			      hp->id, term);
+			/*
+			 * Half the quiet phases hand the role over once settled, after
+			 * every follower's heartbeat since settling reached the holder.
+			 */
+			if (!s->xfer_done_phase && rng_chance(&s->r_fault, 500000))
+				push(s, s->now + (uint64_t)hp->cfg.heartbeat_ms * 1000 +
+				     2 * s->qdelay_us + 2000 + rng_range(&s->r_fault, 0, 2000000),
+				     EV_XFER, s->phase, 0, 0, 0);
 		}
 		return;
 	}
@@ -795,6 +845,26 @@ phantom_echo(struct sim *s, size_t i, size_t to, const struct wd_msg *m)
 			  s->p[i].rx_inc[to] == s->p[to].inc ? s->p[i].rx_seq[to] : 0);
 }
 
+/*
+ * Two-node mode: a peer takes the role "after a clean stop" of the other
+ * only if the other's newest incarnation it heard from really called
+ * wd_stop. A transfer (or anything else) read as a stop would let it
+ * renew a lease alone while the other still votes and stands.
+ */
+static void
+check_stop_takeover(struct sim *s, size_t i, const char *reason)
+{
+	size_t o = 1 - i;
+	uint32_t inc1 = s->p[i].rx_max_inc[o], v;
+
+	if (s->mode != M_TWO_NODE || !reason || !strstr(reason, "stopped cleanly"))
+		return;
+	if (!inc1 || !map_get(&s->stops, ((uint64_t)(o + 1) << 56) | (inc1 - 1), &v))
+		violation(s, "stop: peer %u takes the role after a clean stop of %u, whose "
+			  "incarnation %u it heard from never stopped", s->p[i].id, s->p[o].id,
+			  inc1 ? inc1 - 1 : 0);
+}
+
 static void
 carry_out(struct sim *s, size_t i)
 {
@@ -871,6 +941,12 @@ carry_out(struct sim *s, size_t i)
 					  p->id, e->target);
 				break;
 			}
+			/* Both up and talking since the transfer: nobody is silent. */
+			if (s->quiet && s->xfer_done_phase) {
+				violation(s, "transfer: peer %u fences %u in a quiet phase after a "
+					  "transfer", p->id, e->target);
+				break;
+			}
 			push(s, s->now + rng_range(&s->r_fence, 10000, FENCE_HOOK_MAX_US), EV_FENCE_DONE,
 			     (uint32_t)i, p->inc, (uint16_t)to,
 			     rng_chance(&s->r_fence, s->fence_ok_ppm));
@@ -884,6 +960,7 @@ carry_out(struct sim *s, size_t i)
 			else if (e->role == WD_LEADER) {
 				s->st.won++;
 				record_leader(s, i, e->term);
+				check_stop_takeover(s, i, e->reason);
 			}
 			break;
 		default:
@@ -937,6 +1014,8 @@ deliver(struct sim *s, size_t to, size_t from, uint32_t slot)
 		      local_ms(p, s->now));
 	}
 	s->st.deliveries++;
+	if (s->pool[slot].inc + 1 > p->rx_max_inc[from])
+		p->rx_max_inc[from] = s->pool[slot].inc + 1;
 	if (m->type == WD_MSG_HEARTBEAT) {
 		uint32_t inc = s->pool[slot].inc;
 
@@ -1014,13 +1093,27 @@ crash(struct sim *s, size_t i, const char *why)
 	pq_drop_all(s, p);
 }
 
+/* New extension bytes for peer i: mostly short, sometimes up to WD_EXT_MAX. */
+static void
+random_ext(struct sim *s, size_t i)
+{
+	struct speer *p = &s->p[i];
+	uint8_t ext[WD_EXT_MAX];
+	uint16_t elen = (uint16_t)rng_range(&s->r_fault, 0, rng_chance(&s->r_fault, 300000)
+					    ? WD_EXT_MAX : 64);
+	uint8_t salt = (uint8_t)rng_next(&s->r_fault);
+
+	for (uint16_t k = 0; k < elen; k++)
+		ext[k] = (uint8_t)(k * 7 + p->id + salt);
+	if (wd_set_ext(p->wd, ext, elen) != 0)
+		violation(s, "ext: wd_set_ext refused %u bytes", elen);
+}
+
 static void
 boot(struct sim *s, size_t i)
 {
 	struct speer *p = &s->p[i];
 	uint64_t l;
-	uint8_t ext[64];
-	uint16_t elen;
 
 	if (p->st != PS_DOWN)
 		return;
@@ -1038,17 +1131,16 @@ boot(struct sim *s, size_t i)
 		exit(2);
 	}
 	p->boots++;
+	p->booted_at = s->now;
 	p->fenced = false;
 	p->last_local = l;
 	memset(p->rx_seq, 0, sizeof(p->rx_seq));
 	memset(p->rx_inc, 0xff, sizeof(p->rx_inc));
+	memset(p->rx_max_inc, 0, sizeof(p->rx_max_inc));
 	p->st = PS_UP;
 	p->wake_local = UINT64_MAX;
 	p->same_wake = 0;
-	elen = (uint16_t)rng_range(&s->r_fault, 0, sizeof(ext));
-	for (uint16_t k = 0; k < elen; k++)
-		ext[k] = (uint8_t)(k * 7 + p->id);
-	wd_set_ext(p->wd, ext, elen);
+	random_ext(s, i);
 	s->st.restarts++;
 	trace(s, "%u START local %" PRIu64 " disk term %" PRIu64 " vote %u", p->id, l,
 	      p->disk.term, p->disk.voted_for);
@@ -1272,6 +1364,55 @@ make_config(struct sim *s)
 
 /* ---- faults and phases -------------------------------------------------- */
 
+/*
+ * Peer i, if coordinator, hands its role to target (any id: a down,
+ * ineligible, unknown peer or itself must leave it unchanged). Returns
+ * whether the role was handed over.
+ */
+static bool
+do_transfer(struct sim *s, size_t i, uint8_t target)
+{
+	struct speer *p = &s->p[i];
+	uint64_t before = wd_counters(p->wd)->transfers;
+	bool was = wd_role(p->wd) == WD_LEADER, made;
+
+	trace(s, "%u TRANSFER to %u (%s t%" PRIu64 ")", p->id, target,
+	      wd_role_name(wd_role(p->wd)), wd_term(p->wd));
+	s->st.transfers++;
+	wd_transfer(p->wd, local_ms(p, s->now), target, "sim");
+	made = wd_counters(p->wd)->transfers != before;
+	if (made && (!was || wd_role(p->wd) == WD_LEADER ||
+		     wd_has_lease(p->wd, local_ms(p, s->now))))
+		violation(s, "transfer: peer %u counted a transfer but is still coordinator "
+			  "or was not one", p->id);
+	if (!made && was && wd_role(p->wd) == WD_LEADER) {
+		const struct wd_effect *e;
+
+		if (wd_effects(p->wd, &e) != 0)
+			violation(s, "transfer: peer %u refused a transfer to %u but queued "
+				  "effects", p->id, target);
+	}
+	s->st.transfers_made += made;
+	after_call(s, i);
+	return made;
+}
+
+/* A burst of wd_flush calls on peer i over the next two heartbeats. */
+static void
+flush_burst(struct sim *s, size_t i)
+{
+	struct speer *p = &s->p[i];
+	uint64_t k = rng_range(&s->r_fault, 1, FLUSH_BURST_MAX);
+
+	if (p->st != PS_UP)
+		return;
+	if (rng_chance(&s->r_fault, 500000))
+		random_ext(s, i);
+	for (uint64_t n = 0; n < k; n++)
+		push(s, s->now + rng_range(&s->r_fault, 0, 2000 * (uint64_t)p->cfg.heartbeat_ms),
+		     EV_FLUSH, (uint32_t)i, p->inc, 0, 0);
+}
+
 static size_t
 pick_peer(struct sim *s, int state)
 {
@@ -1327,6 +1468,7 @@ do_fault(struct sim *s)
 			break;
 		s->st.stops++;
 		trace(s, "%u STOP", s->p[i].id);
+		map_put(&s->stops, ((uint64_t)(i + 1) << 56) | s->p[i].inc, 1);
 		wd_stop(s->p[i].wd, local_ms(&s->p[i], s->now));
 		after_call(s, i);
 		/* The daemon lingers a little (its last datagrams, a vote for its
@@ -1422,6 +1564,28 @@ do_fault(struct sim *s)
 		if ((i = pick_peer(s, PS_DOWN)) != SIZE_MAX)
 			boot(s, i);
 		break;
+	case F_TRANSFER: {
+		size_t c[MAXP], nl = 0;
+		uint8_t target;
+
+		for (i = 0; i < s->n; i++)
+			if (s->p[i].st == PS_UP && wd_role(s->p[i].wd) == WD_LEADER)
+				c[nl++] = i;
+		if (!nl)
+			break;
+		i = c[rng_range(r, 0, nl - 1)];
+		/* Mostly a configured peer (itself included), sometimes any id. */
+		if (rng_chance(r, 100000))
+			target = (uint8_t)rng_range(r, 0, 255);
+		else
+			target = s->p[rng_range(r, 0, s->n - 1)].id;
+		do_transfer(s, i, target);
+		break;
+	}
+	case F_FLUSH:
+		if ((i = pick_peer(s, PS_UP)) != SIZE_MAX)
+			flush_burst(s, i);
+		break;
 	default:
 		break;
 	}
@@ -1437,6 +1601,7 @@ start_faults(struct sim *s)
 
 	s->quiet = false;
 	s->got_lease = s->stable = false;
+	s->xfer_pending = s->xfer_done_phase = false;
 	s->phase++;
 	trace(s, "PHASE %u: faults for %" PRIu64 " ms, %" PRIu64 " faults", s->phase,
 	      len / 1000, k);
@@ -1452,6 +1617,7 @@ quiet_reset(struct sim *s)
 	s->st.quiet_phases++;
 	s->got_lease = false;
 	s->stable = false;
+	s->xfer_pending = s->xfer_done_phase = false;
 	push(s, s->now + s->bound_ms * 1000, EV_DEADLINE, s->phase, 0, 0, 0);
 }
 
@@ -1498,8 +1664,85 @@ start_quiet(struct sim *s)
 			eligible_up++;
 		}
 	trace(s, "PHASE %u: quiet for at least %" PRIu64 " ms", s->phase, s->bound_ms);
+	/* Flushes are not faults: a settled cluster must not notice them. */
+	if (rng_chance(&s->r_fault, 500000))
+		for (uint64_t k = rng_range(&s->r_fault, 1, 4); k > 0; k--) {
+			size_t i = pick_peer(s, PS_UP);
+
+			if (i != SIZE_MAX)
+				push(s, s->now + rng_range(&s->r_fault, 0, s->bound_ms * 1000),
+				     EV_FLUSH, (uint32_t)i, s->p[i].inc, 1, 0);
+		}
 	push(s, s->now + (s->bound_ms + rng_range(&s->r_fault, 1000, 5000)) * 1000,
 	     EV_PHASE, s->phase, 0, 0, 0);
+}
+
+/*
+ * A quiet phase has settled: the holder hands its role to a random peer.
+ * An eligible peer that was up when the phase settled (and so follows the
+ * holder) must be accepted; one that started since (a fenced peer
+ * rebooting) may be accepted once the holder has heard it follow. An
+ * accepted target must get the role, with a lease, within a few one-way
+ * delays: the handover, the vote request (granted at the latest when the
+ * yield notice, sent first, arrives), the answer, the first heartbeat and
+ * its echo; and nobody may be fenced for it. Any other target (itself,
+ * down, not eligible) must leave everything as it was.
+ */
+static void
+planned_transfer(struct sim *s)
+{
+	size_t h = s->idx_of[s->stable_holder], c[MAXP], n = 0, t;
+	uint8_t target;
+
+	if (h == 0xff || s->p[h].st != PS_UP)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		if (i != h && s->p[i].eligible && s->p[i].st == PS_UP)
+			c[n++] = i;
+	if (n && rng_chance(&s->r_fault, 850000))
+		t = c[rng_range(&s->r_fault, 0, n - 1)];
+	else
+		t = rng_range(&s->r_fault, 0, s->n - 1);
+	target = s->p[t].id;
+	bool good = t != h && s->p[t].eligible && s->p[t].st == PS_UP;
+	/*
+	 * Required once the holder's view of the target is fresh: a heartbeat
+	 * of the fault phase delayed by a spike (reordered) may still arrive
+	 * up to SPIKE_DELAY_MAX_US into the phase and show an older term or
+	 * role, after which the holder hears the target's current state within
+	 * a heartbeat interval and a round trip.
+	 */
+	uint64_t fresh = (s->settled_at > s->quiet_start + SPIKE_DELAY_MAX_US
+			  ? s->settled_at : s->quiet_start + SPIKE_DELAY_MAX_US) +
+			 (uint64_t)s->p[h].cfg.heartbeat_ms * 1000 + 2 * s->qdelay_us + 2000;
+	bool required = good && s->p[t].booted_at < s->settled_at && s->now >= fresh;
+
+	/* The holder gives its lease up on purpose: not a stability failure. */
+	s->stable = false;
+	if (!do_transfer(s, h, target)) {
+		s->stable = true;
+		if (required && !s->violated)
+			violation(s, "transfer: settled coordinator %u refused to hand over to "
+				  "%u, an eligible follower that is up", s->p[h].id, target);
+		return;
+	}
+	s->st.xfer_quiet++;
+	if (!good) {
+		if (!s->violated)
+			violation(s, "transfer: coordinator %u handed over to %u, which is %s",
+				  s->p[h].id, target, t == h ? "itself" : !s->p[t].eligible
+				  ? "not eligible" : "down");
+		return;
+	}
+	s->xfer_pending = true;
+	s->xfer_done_phase = true;
+	s->xfer_target = t;
+	s->xfer_at = s->now;
+	s->xfer_n++;
+	s->xfer_bound_us = 6 * s->qdelay_us + 2000;
+	if (s->xfer_bound_us > s->st.xfer_bound_max_us)
+		s->st.xfer_bound_max_us = s->xfer_bound_us;
+	push(s, s->now + s->xfer_bound_us, EV_XFER_DEADLINE, s->phase, s->xfer_n, 0, 0);
 }
 
 /* ---- one schedule ------------------------------------------------------ */
@@ -1527,6 +1770,9 @@ sim_reset(struct sim *s, uint64_t seed)
 	s->got_lease = s->stable = false;
 	map_reset(&s->votes);
 	map_reset(&s->leaders);
+	map_reset(&s->stops);
+	s->xfer_pending = s->xfer_done_phase = false;
+	s->xfer_n = 0;
 	for (size_t i = 0; i < MAXP; i++) {
 		struct speer *p = &s->p[i];
 		struct pin *pq = p->pq;
@@ -1691,6 +1937,30 @@ run_schedule(struct sim *s, uint64_t seed)
 			if (!s->quiet)
 				do_fault(s);
 			break;
+		case EV_XFER:
+			if (s->quiet && e.a == s->phase && s->stable)
+				planned_transfer(s);
+			break;
+		case EV_XFER_DEADLINE:
+			if (s->quiet && e.a == s->phase && e.b == s->xfer_n && s->xfer_pending)
+				violation(s, "transfer: target %u holds no lease %.3f ms after the "
+					  "transfer (bound %.3f ms)", s->p[s->xfer_target].id,
+					  (double)(s->now - s->xfer_at) / 1000.0,
+					  (double)s->xfer_bound_us / 1000.0);
+			break;
+		case EV_FLUSH:
+			p = &s->p[e.a];
+			if (p->st != PS_UP || p->inc != e.b)
+				break;
+			if (e.c) {	/* the start of a burst within a quiet phase */
+				flush_burst(s, e.a);
+				break;
+			}
+			trace(s, "%u flush", p->id);
+			s->st.flushes++;
+			wd_flush(p->wd, local_ms(p, s->now));
+			after_call(s, e.a);
+			break;
 		case EV_PHASE:
 			if (e.a != s->phase)
 				break;
@@ -1814,6 +2084,8 @@ sim_fini(struct sim *s)
 	free(s->votes.vals);
 	free(s->leaders.keys);
 	free(s->leaders.vals);
+	free(s->stops.keys);
+	free(s->stops.vals);
 	if (s->ring) {
 		for (size_t i = 0; i < s->ring_n; i++)
 			free(s->ring[i]);
@@ -1877,6 +2149,19 @@ merge(struct stats *a, const struct stats *b)
 	a->tilts_seen += b->tilts_seen;
 	a->phantom_echoes += b->phantom_echoes;
 	a->phantom_schedules += b->phantom_schedules;
+	a->transfers += b->transfers;
+	a->transfers_made += b->transfers_made;
+	a->flushes += b->flushes;
+	a->xfer_quiet += b->xfer_quiet;
+	a->xfer_quiet_done += b->xfer_quiet_done;
+	a->xfer_sum_us += b->xfer_sum_us;
+	if (b->xfer_max_us > a->xfer_max_us ||
+	    (b->xfer_max_us == a->xfer_max_us && b->xfer_max_seed < a->xfer_max_seed)) {
+		a->xfer_max_us = b->xfer_max_us;
+		a->xfer_max_seed = b->xfer_max_seed;
+	}
+	if (b->xfer_bound_max_us > a->xfer_bound_max_us)
+		a->xfer_bound_max_us = b->xfer_bound_max_us;
 	a->quiet_phases += b->quiet_phases;
 	a->quiet_measured += b->quiet_measured;
 	a->ttc_sum_ms += b->ttc_sum_ms;
@@ -1933,6 +2218,14 @@ summary(const struct opts *o, const struct stats *st, double secs)
 	       st->bound_max_ms);
 	printf("sim: echoes of heartbeats never received: %" PRIu64 " in %" PRIu64
 	       " schedules\n", st->phantom_echoes, st->phantom_schedules);
+	printf("sim: transfers %" PRIu64 " called, %" PRIu64 " made; planned in quiet phases %"
+	       PRIu64 ", target held the lease after mean %.2f ms, worst %.2f ms (seed %" PRIu64
+	       "), largest bound %.1f ms; flushes %" PRIu64 "\n", st->transfers,
+	       st->transfers_made, st->xfer_quiet,
+	       st->xfer_quiet_done ? (double)st->xfer_sum_us / 1000.0 /
+				     (double)st->xfer_quiet_done : 0.0,
+	       (double)st->xfer_max_us / 1000.0, st->xfer_max_seed,
+	       (double)st->xfer_bound_max_us / 1000.0, st->flushes);
 	printf("sim: time to coordinator / bound, in eighths:");
 	for (int i = 0; i < 8; i++)
 		printf(" %" PRIu64, st->ttc_hist[i]);
@@ -2086,7 +2379,8 @@ run_batch(const struct opts *o)
 			return 2;
 		}
 	}
-	qsort(fails, nfail, sizeof(*fails), cmp_fail);
+	if (nfail)	/* qsort wants a valid pointer even for no elements */
+		qsort(fails, nfail, sizeof(*fails), cmp_fail);
 	for (size_t i = 0; i < nfail && i < o->max_report; i++)
 		printf("FAIL seed %" PRIu64 ": %s\n", fails[i].seed, fails[i].msg);
 	if (nfail > o->max_report)
@@ -2104,7 +2398,8 @@ usage(void)
 		"usage: sim [--seeds N] [--start S] [--duration-ms D] [--jobs J] [--long]\n"
 		"           [--verbose SEED [--tail K]] [--mode 3|5|witness|2node]\n"
 		"           [--faults LIST] [--no-dup] [--strict-echo] [--max-report N]\n"
-		"faults: crash,stop,pause,split,isolate,oneway,lossy,spikes,dup,heal,drift,restart,bridge\n");
+		"faults: crash,stop,pause,split,isolate,oneway,lossy,spikes,dup,heal,drift,restart,bridge,\n"
+		"        transfer,flush\n");
 	exit(2);
 }
 

@@ -41,6 +41,10 @@ struct harness {
 	int persists[N + 1];
 	int two_leaders;	/* lease invariant violations seen */
 	uint64_t boot[N + 1];	/* incarnation of each peer, as the wire reports it */
+	/* heartbeat batches each peer sent (a new hb_seq), and the newest seq */
+	int batches[N + 1];
+	uint64_t last_seq[N + 1];
+	int sends[N + 1];	/* SEND effects queued, delivered or not */
 };
 
 static struct harness H;
@@ -108,6 +112,12 @@ run_effects(int i)
 			H.persists[i]++;
 			break;
 		case WD_EFF_SEND:
+			H.sends[i]++;
+			if (e[k].msg.type == WD_MSG_HEARTBEAT &&
+			    e[k].msg.hb_seq != H.last_seq[i]) {
+				H.batches[i]++;
+				H.last_seq[i] = e[k].msg.hb_seq;
+			}
 			if (!H.link[i][e[k].to] || H.nq == QMAX)
 				break;
 			H.q[H.nq].at = H.now + 1;
@@ -686,6 +696,327 @@ test_elect_resigned_coordinator_steps_down_and_holds_back(void **s)
 	teardown_all();
 }
 
+
+/* ---- leadership transfer and flush ------------------------------------ */
+
+/* Steps 1 ms at a time until peer id holds a lease; returns the time, or 0. */
+static uint64_t
+wait_lease(int id, uint64_t max_ms)
+{
+	uint64_t until = H.now + max_ms;
+
+	while (H.now < until) {
+		if (H.wd[id] && wd_has_lease(H.wd[id], H.now))
+			return H.now;
+		run_until(H.now + 1);
+	}
+	return H.wd[id] && wd_has_lease(H.wd[id], H.now) ? H.now : 0;
+}
+
+/* Some peer other than l and not excluded, highest id first. */
+static int
+other_than(int l, int excluded)
+{
+	for (int i = H.n; i >= 1; i--)
+		if (i != l && i != excluded)
+			return i;
+	return 0;
+}
+
+/*
+ * The coordinator's lease ends at the call; the target stands on the
+ * handover and is coordinator one round trip later (its vote request and
+ * the answers, 1 ms each way here), holding a lease after one more (its
+ * first heartbeat and the echoes). Nobody waits for an election timeout.
+ */
+static void
+test_elect_transfer_hands_the_role_to_the_target_within_a_round_trip(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int t = other_than(l, 0);
+	uint64_t term = wd_term(H.wd[l]), t0 = H.now, at;
+
+	assert_int_not_equal(l, 0);
+	wd_transfer(H.wd[l], H.now, (uint8_t)t, "new primary");
+	/* The lease ends at the call, before any effect is carried out. */
+	assert_false(wd_has_lease(H.wd[l], H.now));
+	assert_int_equal(wd_lease_end(H.wd[l]), 0);
+	assert_int_equal(wd_role(H.wd[l]), WD_FOLLOWER);
+	assert_int_equal(wd_counters(H.wd[l])->transfers, 1);
+	run_effects(l);
+	/* handover (1 ms), vote request (1 ms), answers (1 ms) */
+	run_until(t0 + 3);
+	assert_int_equal(wd_role(H.wd[t]), WD_LEADER);
+	assert_int_equal(wd_term(H.wd[t]), term + 1);
+	at = wait_lease(t, 100);
+	assert_int_not_equal(at, 0);
+	assert_true(at - t0 <= 5);
+	/* It keeps the role; the old coordinator follows it and votes again. */
+	run_until(H.now + 3000);
+	assert_int_equal(leader_with_lease(), t);
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(wd_leader(H.wd[i]), t);
+	assert_int_equal(H.two_leaders, 0);
+	/* ... and can take it back the same way at once (a newer term ends the
+	 * hold on standing). */
+	t0 = H.now;
+	wd_transfer(H.wd[t], H.now, (uint8_t)l, "switch back");
+	run_effects(t);
+	at = wait_lease(l, 100);
+	assert_int_not_equal(at, 0);
+	assert_true(at - t0 <= 5);
+	assert_int_equal(wd_term(H.wd[l]), term + 2);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+static void
+expect_no_transfer(int l, uint8_t target)
+{
+	const struct wd_effect *e;
+
+	wd_transfer(H.wd[l], H.now, target, "test");
+	assert_int_equal(wd_effects(H.wd[l], &e), 0);
+	assert_int_equal(wd_role(H.wd[l]), WD_LEADER);
+	assert_true(wd_has_lease(H.wd[l], H.now));
+}
+
+static void
+third_priority_zero(struct wd_config *c)
+{
+	c->peers[2].priority = 0;
+}
+
+/*
+ * A target that is down, unknown, this peer itself, or never eligible: the
+ * call changes nothing. A call on a peer that is not coordinator neither.
+ */
+static void
+test_elect_transfer_to_a_target_not_up_does_nothing(void **s)
+{
+	(void)s;
+	setup_n(4, third_priority_zero);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int down = other_than(l, 3), f = 0;
+
+	for (int i = 1; i <= 4; i++)
+		if (i != l && i != down)
+			f = i;
+
+	assert_int_not_equal(l, 0);
+	assert_int_not_equal(l, 3);	/* priority 0 never leads */
+	crash(down);
+	run_until(H.now + 800);	/* longer than election_min: it is down */
+	assert_int_equal(leader_with_lease(), l);
+	expect_no_transfer(l, (uint8_t)down);
+	expect_no_transfer(l, 3);	/* priority 0 */
+	expect_no_transfer(l, (uint8_t)l);
+	expect_no_transfer(l, 9);
+	expect_no_transfer(l, 0);
+	assert_int_equal(wd_counters(H.wd[l])->transfers, 0);
+	/* A follower cannot transfer anything. */
+	wd_transfer(H.wd[f], H.now, (uint8_t)l, "test");
+	const struct wd_effect *e;
+
+	assert_int_equal(wd_effects(H.wd[f], &e), 0);
+	assert_int_equal(wd_role(H.wd[f]), WD_FOLLOWER);
+	/* The lease goes on being renewed; the peer returns and can take it. */
+	run_until(H.now + 1000);
+	assert_int_equal(leader_with_lease(), l);
+	restart(down);
+	run_until(H.now + 1500);
+	assert_int_equal(leader_with_lease(), l);
+	wd_transfer(H.wd[l], H.now, (uint8_t)down, "back");
+	run_effects(l);
+	assert_int_not_equal(wait_lease(down, 100), 0);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+/*
+ * Two-node mode: a transfer is not a stop. The target needs the old
+ * coordinator's vote, gets it, and nobody is fenced. Its lease then rests
+ * on the old coordinator's echoes (not renewed alone as after a stop):
+ * when the link is cut it ends within a lease, and the new holder, not
+ * the peer that handed over, is the one that fences first.
+ */
+static void
+test_elect_transfer_in_two_node_mode_fences_nobody(void **s)
+{
+	(void)s;
+	setup_n(2, two_node_tweak);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int o = l == 1 ? 2 : 1;
+	uint64_t t0 = H.now, cut;
+	struct wd_peer_status st;
+
+	assert_int_not_equal(l, 0);
+	wd_transfer(H.wd[l], H.now, (uint8_t)o, "new primary");
+	run_effects(l);
+	assert_int_not_equal(wait_lease(o, 100), 0);
+	assert_true(H.now - t0 <= 5);
+	/* A term won by election, with the old coordinator's durable vote. */
+	assert_int_equal(H.disk[l].term, wd_term(H.wd[o]));
+	assert_int_equal(H.disk[l].voted_for, o);
+	run_until(H.now + 5000);
+	assert_int_equal(leader_with_lease(), o);
+	assert_int_equal(wd_leader(H.wd[l]), o);
+	assert_int_equal(H.fence_requests[1] + H.fence_requests[2], 0);
+	assert_int_equal(wd_peer_status(H.wd[o], (uint8_t)l, H.now, &st), 0);
+	assert_int_equal(st.state, WD_PEER_UP);
+	/* The link goes: the lease is not renewed alone. */
+	isolate(o, true);
+	cut = H.now;
+	run_until(cut + 520);
+	assert_false(wd_has_lease(H.wd[o], H.now));
+	assert_int_equal(leader_with_lease(), 0);
+	while (!H.fence_requests[l] && !H.fence_requests[o] && H.now < cut + 5000)
+		run_until(H.now + 1);
+	assert_int_equal(H.fence_requests[o], 1);
+	assert_int_equal(H.fence_requests[l], 0);
+	assert_int_equal(H.fence_target[o], l);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+/*
+ * The target dies with the transfer: the old coordinator keeps its vote
+ * for it only for election_min and does not stand for election_max, and
+ * the cluster still elects a coordinator within about two election
+ * timeouts.
+ */
+static void
+test_elect_transfer_to_a_target_that_dies_recovers(void **s)
+{
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int t = other_than(l, 0);
+	uint64_t t0 = H.now;
+
+	wd_transfer(H.wd[l], H.now, (uint8_t)t, "new primary");
+	run_effects(l);
+	crash(t);
+	while (!leader_with_lease() && H.now < t0 + 5000)
+		run_until(H.now + 1);
+	int nl = leader_with_lease();
+
+	assert_int_not_equal(nl, 0);
+	assert_int_not_equal(nl, t);
+	assert_true(H.now - t0 <= 2 * 1100 + 100);
+	/* The old coordinator did not stand within election_max. */
+	if (nl == l)
+		assert_true(H.now - t0 >= 1100);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+/*
+ * A voter may get the successor's handover vote request before the
+ * transferring coordinator's yield notice. It refuses it then (its
+ * refusal window still protects that coordinator), but grants it when the
+ * notice arrives, here with the next periodic heartbeat: the successor
+ * wins long before any election timeout.
+ */
+static void
+test_elect_transfer_vote_refused_before_the_notice_is_granted_after(void **s)
+{
+	(void)s;
+	setup_n(5, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int t = other_than(l, 0);
+	uint64_t t0 = H.now, at;
+
+	/* The first yield notice reaches no voter but the target. */
+	for (int i = 1; i <= 5; i++)
+		if (i != l && i != t)
+			H.link[l][i] = false;
+	wd_transfer(H.wd[l], H.now, (uint8_t)t, "new primary");
+	run_effects(l);
+	run_until(H.now + 5);
+	/* Two votes of five: refused by the voters that have no notice yet. */
+	assert_int_equal(wd_role(H.wd[t]), WD_CANDIDATE);
+	for (int i = 1; i <= 5; i++)
+		H.link[l][i] = true;
+	at = wait_lease(t, 300);
+	assert_int_not_equal(at, 0);
+	assert_true(at - t0 <= 100 + 5);
+	for (int i = 1; i <= 5; i++)
+		if (H.wd[i] && i != t)
+			assert_int_equal(H.disk[i].voted_for, t);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+/*
+ * wd_flush sends a batch at once with the new extension bytes; more calls
+ * within heartbeat_ms / 4 of a batch move the next batch to the end of
+ * that interval instead of sending. A flood of calls (one per ms for 2 s)
+ * sends at most one batch per 25 ms, and the coordinator keeps its role,
+ * lease and term throughout.
+ */
+static void
+test_elect_flush_sends_now_and_at_most_one_batch_per_quarter_interval(void **s)
+{
+	static const uint8_t ext[] = { 0x00, 0x05, 0x00, 0x02, 0xca, 0xfe };
+	const struct wd_effect *e;
+	size_t n;
+
+	(void)s;
+	setup_n(3, NULL);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	uint64_t term = wd_term(H.wd[l]), t0;
+	int before;
+
+	/* More than 25 ms after the last batch: the flush goes out at once. */
+	while (wd_next_wakeup(H.wd[l]) != H.now + 70)
+		run_until(H.now + 1);
+	assert_int_equal(wd_set_ext(H.wd[l], ext, sizeof(ext)), 0);
+	wd_flush(H.wd[l], H.now);
+	n = wd_effects(H.wd[l], &e);
+	assert_int_equal(n, 2);
+	for (size_t k = 0; k < n; k++) {
+		assert_int_equal(e[k].kind, WD_EFF_SEND);
+		assert_int_equal(e[k].msg.type, WD_MSG_HEARTBEAT);
+		assert_int_equal(e[k].msg.ext_len, sizeof(ext));
+		assert_memory_equal(e[k].msg.ext, ext, sizeof(ext));
+		assert_int_equal(e[k].msg.hb_seq, e[0].msg.hb_seq);
+	}
+	run_effects(l);
+	/* Again at once: nothing now, the next batch 25 ms after this one. */
+	wd_flush(H.wd[l], H.now);
+	assert_int_equal(wd_effects(H.wd[l], &e), 0);
+	assert_int_equal(wd_next_wakeup(H.wd[l]), H.now + 25);
+	before = H.batches[l];
+	run_until(H.now + 25);
+	assert_int_equal(H.batches[l], before + 1);
+	/* The flood. */
+	before = H.batches[l];
+	t0 = H.now;
+	while (H.now < t0 + 2000) {
+		wd_flush(H.wd[l], H.now);
+		run_effects(l);
+		run_until(H.now + 1);
+		assert_true(wd_has_lease(H.wd[l], H.now));
+	}
+	assert_true(H.batches[l] - before <= 2000 / 25 + 1);
+	assert_true(H.batches[l] - before >= 2000 / 25 - 1);
+	assert_int_equal(wd_term(H.wd[l]), term);
+	assert_int_equal(wd_counters(H.wd[l])->stepdowns, 0);
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(wd_leader(H.wd[i]), l);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
 static void
 test_elect_config_checks(void **s)
 {
@@ -740,6 +1071,12 @@ main(void)
 		cmocka_unit_test(test_elect_two_node_split_holder_fences_first),
 		cmocka_unit_test(test_elect_two_node_stale_stop_notice_is_ignored),
 		cmocka_unit_test(test_elect_resigned_coordinator_steps_down_and_holds_back),
+		cmocka_unit_test(test_elect_transfer_hands_the_role_to_the_target_within_a_round_trip),
+		cmocka_unit_test(test_elect_transfer_to_a_target_not_up_does_nothing),
+		cmocka_unit_test(test_elect_transfer_in_two_node_mode_fences_nobody),
+		cmocka_unit_test(test_elect_transfer_to_a_target_that_dies_recovers),
+		cmocka_unit_test(test_elect_transfer_vote_refused_before_the_notice_is_granted_after),
+		cmocka_unit_test(test_elect_flush_sends_now_and_at_most_one_batch_per_quarter_interval),
 		cmocka_unit_test(test_elect_config_checks),
 	};
 
