@@ -19,8 +19,12 @@
 #include <stdint.h>
 
 #define WD_MAX_PEERS 32
-/* Opaque extension bytes a heartbeat carries for later subsystems. */
-#define WD_EXT_MAX 512
+/*
+ * Opaque extension bytes a heartbeat carries for later subsystems. A
+ * heartbeat with this much extension still fits one datagram (wire.h
+ * checks it at compile time).
+ */
+#define WD_EXT_MAX 1024
 
 enum wd_msg_type {
 	WD_MSG_HEARTBEAT = 1,	/* every peer to every peer, each interval */

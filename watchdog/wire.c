@@ -282,11 +282,13 @@ load_be64(const uint8_t *p)
 /* ---- body codec ---- */
 
 /* The extension bytes are TLVs (type u16, len u16, value) filling len exactly. */
-static bool
-ext_valid(const uint8_t *ext, size_t len)
+bool
+wire_ext_valid(const uint8_t *ext, size_t len)
 {
 	struct rcur c = { ext, len, 0 };
 
+	if (len > WD_EXT_MAX)
+		return false;
 	while (c.off < c.len) {
 		uint16_t type, vlen;
 
@@ -306,7 +308,7 @@ msg_valid(const struct wd_msg *m)
 	switch (m->type) {
 	case WD_MSG_HEARTBEAT:
 		return m->role <= WD_ROLE_MAX && m->ext_len <= WD_EXT_MAX &&
-		    ext_valid(m->ext, m->ext_len);
+		    wire_ext_valid(m->ext, m->ext_len);
 	case WD_MSG_PREVOTE_RESP:
 	case WD_MSG_VOTE_RESP:
 		return m->granted <= 1;
@@ -367,7 +369,7 @@ decode_fields(struct rcur *c, struct wd_msg *m)
 		    get_u32(c, &m->lease_left_ms) < 0 ||
 		    get_u16(c, &m->ext_len) < 0 || m->ext_len > WD_EXT_MAX ||
 		    get_bytes(c, m->ext, m->ext_len) < 0 ||
-		    !ext_valid(m->ext, m->ext_len))
+		    !wire_ext_valid(m->ext, m->ext_len))
 			return -1;
 		return 0;
 	case WD_MSG_VOTE_REQ:

@@ -34,6 +34,7 @@
 #ifndef PGVIGIL_WIRE_H
 #define PGVIGIL_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -46,6 +47,18 @@
 /* Stays under the IPv6 minimum MTU (1280) with IP and UDP headers. */
 #define WIRE_MAX_DGRAM 1200
 #define WIRE_KEY_MIN 32		/* bytes of secret in the key file */
+/*
+ * A heartbeat body without its extension bytes: type u8, term u64, role
+ * u8, leader u8, flags u8, hb_seq u64, echo_seq u64, echo_delay_ms u32,
+ * lease_left_ms u32, ext_len u16 (wire.c). The largest datagram is a
+ * heartbeat with a full extension: 32 + 38 + WD_EXT_MAX + 16 bytes, 1110
+ * with WD_EXT_MAX = 1024.
+ */
+#define WIRE_HEARTBEAT_FIXED 38
+#define WIRE_HEARTBEAT_MAX \
+	(WIRE_HEADER_LEN + WIRE_HEARTBEAT_FIXED + WD_EXT_MAX + WIRE_TAG_LEN)
+_Static_assert(WIRE_HEARTBEAT_MAX <= WIRE_MAX_DGRAM,
+	       "a heartbeat with a full extension must fit one datagram");
 #define WIRE_REPLAY_WINDOW 64
 
 enum wire_reject {
@@ -115,5 +128,12 @@ uint64_t wire_peer_boot(const struct wire *w, uint8_t id);
  */
 ssize_t wire_encode_body(const struct wd_msg *m, uint8_t *out, size_t cap);
 int wire_decode_body(const uint8_t *in, size_t len, struct wd_msg *m);
+
+/*
+ * Whether ext is a valid extension: TLVs (type u16, length u16, value)
+ * filling len exactly, len <= WD_EXT_MAX. A heartbeat with any other
+ * extension cannot be encoded (so none would be sent).
+ */
+bool wire_ext_valid(const uint8_t *ext, size_t len);
 
 #endif

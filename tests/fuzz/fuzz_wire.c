@@ -293,6 +293,22 @@ seed_msg(uint8_t type, struct wd_msg *m)
 	}
 }
 
+/* A heartbeat whose extension is WD_EXT_MAX bytes: two TLVs, the second filling it. */
+static void
+full_ext_msg(struct wd_msg *m)
+{
+	uint16_t second = WD_EXT_MAX - 4 - 6 - 4;
+
+	seed_msg(WD_MSG_HEARTBEAT, m);
+	m->flags = WD_HB_YIELDING;
+	memcpy(m->ext, (const uint8_t[]){ 0x00, 0x01, 0x00, 0x06, 1, 2, 3, 4, 5, 6,
+					  0x00, 0x02, (uint8_t)(second >> 8),
+					  (uint8_t)second }, 14);
+	for (uint16_t i = 0; i < second; i++)
+		m->ext[14 + i] = (uint8_t)(i * 31);
+	m->ext_len = WD_EXT_MAX;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -317,6 +333,12 @@ main(int argc, char **argv)
 	m.role = WD_FOLLOWER;
 	n = wire_encode_body(&m, buf, sizeof(buf));
 	write_seed("body-heartbeat-no-ext", buf, (size_t)n);
+	/* The largest body: a full extension of two TLVs, yielding flag set. */
+	full_ext_msg(&m);
+	n = wire_encode_body(&m, buf, sizeof(buf));
+	if (n < 0)
+		fuzz_fail("could not encode the full-extension seed");
+	write_seed("body-heartbeat-full-ext", buf, (size_t)n);
 
 	/* Mode 3: a selector byte, then a body. */
 	buf[0] = FUZZ_SEAL_MODE + 1;
@@ -327,6 +349,10 @@ main(int argc, char **argv)
 	seed_msg(WD_MSG_VOTE_RESP, &m);
 	n = wire_encode_body(&m, buf + 1, sizeof(buf) - 1);
 	write_seed("seal-vote-resp", buf, (size_t)n + 1);
+	buf[0] = FUZZ_SEAL_MODE + 3;
+	full_ext_msg(&m);
+	n = wire_encode_body(&m, buf + 1, sizeof(buf) - 1);
+	write_seed("seal-heartbeat-full-ext", buf, (size_t)n + 1);
 
 	/* Mode 4: in order, a replay, out of order, old, then the newer boot
 	 * and back to the older one. */

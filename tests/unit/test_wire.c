@@ -881,6 +881,52 @@ test_wire_decode_rejects_bad_extension_tlvs(void **s)
 	assert_int_equal(wire_decode_body(body, n, &m), 0);
 }
 
+/*
+ * The largest heartbeat: an extension of WD_EXT_MAX bytes (three TLVs, the
+ * last one filling it) and the yielding flag. Its body is exactly
+ * WIRE_HEARTBEAT_FIXED + WD_EXT_MAX bytes, the sealed frame
+ * WIRE_HEARTBEAT_MAX, within one datagram, and it opens as sent.
+ */
+static void
+test_wire_heartbeat_with_full_extension_fits_one_datagram(void **s)
+{
+	struct wire *a = mk(CLUSTER, secret, 1, BOOT_1);
+	struct wire *b = mk(CLUSTER, secret, 2, BOOT_2);
+	uint8_t body[WIRE_MAX_DGRAM], frame[WIRE_MAX_DGRAM];
+	struct wd_msg m, got;
+	uint8_t from = 0;
+	size_t n, off = 0;
+	uint16_t tlv[3] = { 100, 0, WD_EXT_MAX - 100 - 4 - 4 - 4 };
+
+	sample(WD_MSG_HEARTBEAT, &m);
+	m.flags = WD_HB_YIELDING;
+	for (int k = 0; k < 3; k++) {
+		m.ext[off++] = 0;
+		m.ext[off++] = (uint8_t)(k + 1);
+		m.ext[off++] = (uint8_t)(tlv[k] >> 8);
+		m.ext[off++] = (uint8_t)tlv[k];
+		for (uint16_t i = 0; i < tlv[k]; i++)
+			m.ext[off++] = (uint8_t)(i * 13 + k);
+	}
+	assert_int_equal(off, WD_EXT_MAX);
+	m.ext_len = WD_EXT_MAX;
+	assert_true(wire_ext_valid(m.ext, m.ext_len));
+	assert_false(wire_ext_valid(m.ext, m.ext_len - 1));
+	assert_int_equal(wire_encode_body(&m, body, sizeof(body)),
+			 WIRE_HEARTBEAT_FIXED + WD_EXT_MAX);
+	n = seal(a, &m, frame);
+	assert_int_equal(n, WIRE_HEARTBEAT_MAX);
+	assert_true(n <= WIRE_MAX_DGRAM);
+	assert_int_equal(wire_open(b, frame, n, &from, &got), WIRE_OK);
+	assert_msg_equal(&got, &m);
+	/* The fixed part is what wire.h says: an empty extension. */
+	m.ext_len = 0;
+	assert_int_equal(wire_encode_body(&m, body, sizeof(body)), WIRE_HEARTBEAT_FIXED);
+	assert_true(wire_ext_valid(m.ext, 0));
+	wire_free(a);
+	wire_free(b);
+}
+
 static void
 test_wire_decode_rejects_out_of_range_values(void **s)
 {
@@ -1211,6 +1257,7 @@ main(void)
 		cmocka_unit_test(test_wire_decode_rejects_every_truncation_and_a_trailing_byte),
 		cmocka_unit_test(test_wire_decode_zeroes_fields_of_other_types),
 		cmocka_unit_test(test_wire_decode_rejects_bad_extension_tlvs),
+		cmocka_unit_test(test_wire_heartbeat_with_full_extension_fits_one_datagram),
 		cmocka_unit_test(test_wire_decode_rejects_out_of_range_values),
 		cmocka_unit_test(test_wire_encode_refuses_what_decode_would_refuse),
 		cmocka_unit_test(test_wire_new_refuses_bad_arguments),
