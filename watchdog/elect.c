@@ -1462,9 +1462,10 @@ wd_counters(const struct wd *wd)
 int
 wd_set_ext(struct wd *wd, const uint8_t *ext, uint16_t len)
 {
-	if (len > WD_EXT_MAX)
+	if (len > WD_EXT_MAX || (len && !ext))
 		return -1;
-	memcpy(wd->ext, ext, len);
+	if (len)
+		memcpy(wd->ext, ext, len);
 	wd->ext_len = len;
 	return 0;
 }

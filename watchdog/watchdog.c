@@ -21,6 +21,15 @@
  * One loop timer is armed at the state machine's next wake-up. The steady
  * heartbeat path allocates nothing: the receive buffer and the codec's
  * contexts are allocated once.
+ *
+ * Other parts reach in through a few calls: extension bytes for the
+ * heartbeats (watchdog_set_ext, then watchdog_flush to send them now), a
+ * listener for the extension bytes of every authenticated heartbeat, and
+ * watchdog_transfer to hand the coordinator role over. Callbacks run only
+ * after the state machine's effects are carried out, so a callback may
+ * call back into the watchdog; the one exception is the entitlement
+ * listener at a transfer, told first (before any datagram leaves) so that
+ * the VIP is released before the successor can take the role.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,6 +78,12 @@ struct watchdog {
 	void *listener_arg;		/* borrowed */
 	watchdog_status_extra extra;
 	void *extra_arg;		/* borrowed */
+	watchdog_ext_listener ext_listener;
+	void *ext_arg;			/* borrowed */
+	/* the verdict the listener was last told */
+	bool told;
+	bool told_lease;
+	uint64_t told_end, told_term;
 	uint8_t buf[WIRE_MAX_DGRAM + 1];
 };
 
@@ -81,9 +96,31 @@ rearm(struct watchdog *w)
 		loop_timer_at(w->timer, wd_next_wakeup(w->wd));
 }
 
-/* After every entry into the state machine: effects, events, timer. */
+/*
+ * Tells the listener the election's verdict: always after a step of the
+ * election (a renewal moves lease_end), only when it changed otherwise.
+ */
 static void
-after_call(struct watchdog *w, uint64_t now)
+notify(struct watchdog *w, uint64_t now, bool always)
+{
+	bool lease = wd_has_lease(w->wd, now);
+	uint64_t end = lease ? wd_lease_end(w->wd) : 0, term = wd_term(w->wd);
+
+	if (!w->listener || w->fatal)
+		return;
+	if (!always && w->told && w->told_lease == lease && w->told_end == end &&
+	    w->told_term == term)
+		return;
+	w->told = true;
+	w->told_lease = lease;
+	w->told_end = end;
+	w->told_term = term;
+	w->listener(w->listener_arg, lease, end, term);
+}
+
+/* After every entry into the state machine: effects, events, verdict, timer. */
+static void
+after_call_notify(struct watchdog *w, uint64_t now, bool always)
 {
 	const struct wd_counters *c = wd_counters(w->wd);
 
@@ -94,13 +131,14 @@ after_call(struct watchdog *w, uint64_t now)
 			  " detail=\"the loop did not run for longer than stall_threshold\"",
 			  w->self, w->conf->wd.stall_hold_ms);
 	}
-	if (w->listener && !w->fatal) {
-		bool lease = wd_has_lease(w->wd, now);
-
-		w->listener(w->listener_arg, lease, lease ? wd_lease_end(w->wd) : 0,
-			    wd_term(w->wd));
-	}
+	notify(w, now, always);
 	rearm(w);
+}
+
+static void
+after_call(struct watchdog *w, uint64_t now)
+{
+	after_call_notify(w, now, true);
 }
 
 static int
@@ -329,6 +367,9 @@ on_readable(struct loop *loop, int fd, uint32_t events, void *arg)
 
 		wd_receive(w->wd, now, from, &m);
 		after_call(w, now);
+		/* After the effects: the listener may call back into us. */
+		if (m.type == WD_MSG_HEARTBEAT && w->ext_listener && !w->fatal)
+			w->ext_listener(w->ext_arg, from, m.ext, m.ext_len);
 	}
 }
 
@@ -505,6 +546,81 @@ bool
 watchdog_is_coordinator(const struct watchdog *w)
 {
 	return wd_has_lease(w->wd, clock_now_ms());
+}
+
+int
+watchdog_set_ext(struct watchdog *w, const uint8_t *ext, uint16_t len)
+{
+	/* A heartbeat that cannot be encoded would never leave: refuse here. */
+	if (!w || (len && !ext) || !wire_ext_valid(ext, len))
+		return -1;
+	return wd_set_ext(w->wd, ext, len);
+}
+
+void
+watchdog_flush(struct watchdog *w)
+{
+	uint64_t now = clock_now_ms();
+
+	if (!w || w->fatal)
+		return;
+	wd_flush(w->wd, now);
+	after_call_notify(w, now, false);
+}
+
+void
+watchdog_transfer(struct watchdog *w, int64_t target, const char *reason)
+{
+	uint64_t now = clock_now_ms();
+	uint64_t before;
+	bool was;
+
+	if (!w || w->fatal)
+		return;
+	if (target < 1 || target > CONF_MAX_ID || target == w->self) {
+		log_warning("not handing the coordinator role to peer %" PRId64
+			    ": not another peer's id", target);
+		return;
+	}
+	was = wd_role(w->wd) == WD_LEADER;
+	before = wd_counters(w->wd)->transfers;
+	wd_transfer(w->wd, now, (uint8_t)target, reason ? reason : "");
+	if (was && wd_counters(w->wd)->transfers == before && wd_role(w->wd) == WD_LEADER)
+		log_warning("not handing the coordinator role to peer %" PRId64
+			    ": it is not an eligible peer that is up and follows this coordinator",
+			    target);
+	/* The lease is gone: the VIP goes before the successor hears of it. */
+	notify(w, now, false);
+	after_call_notify(w, now, false);
+}
+
+void
+watchdog_set_ext_listener(struct watchdog *w, watchdog_ext_listener fn, void *arg)
+{
+	w->ext_listener = fn;
+	w->ext_arg = arg;
+}
+
+uint64_t
+watchdog_term(const struct watchdog *w)
+{
+	return wd_term(w->wd);
+}
+
+int
+watchdog_peer_status(const struct watchdog *w, int64_t id, struct wd_peer_status *st)
+{
+	if (!w || id < 1 || id > CONF_MAX_ID)
+		return -1;
+	return wd_peer_status(w->wd, (uint8_t)id, clock_now_ms(), st);
+}
+
+bool
+watchdog_peer_up(const struct watchdog *w, int64_t id)
+{
+	struct wd_peer_status st;
+
+	return watchdog_peer_status(w, id, &st) == 0 && st.state == WD_PEER_UP;
 }
 
 /* ---- status ------------------------------------------------------------- */

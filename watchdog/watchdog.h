@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "watchdog/elect.h"
+
 struct conf;
 struct loop;
 struct hook_runner;
@@ -59,5 +61,44 @@ void watchdog_set_status_extra(struct watchdog *w, watchdog_status_extra fn,
 int watchdog_status(struct watchdog *w, bool json, FILE *out);
 /* Whether this peer is coordinator with a valid lease now. */
 bool watchdog_is_coordinator(const struct watchdog *w);
+
+/*
+ * The extension bytes every heartbeat carries from now on (copied): TLVs
+ * (type u16, length u16, value) filling len, len <= WD_EXT_MAX. Returns
+ * -1, keeping the previous bytes, for anything else. They leave with the
+ * next batch; watchdog_flush sends one now.
+ */
+int watchdog_set_ext(struct watchdog *w, const uint8_t *ext, uint16_t len);
+/*
+ * Sends a heartbeat batch now (at most one extra per heartbeat_interval / 4;
+ * a call inside that interval moves the next batch to its end). Harmless
+ * to the lease (wd_flush).
+ */
+void watchdog_flush(struct watchdog *w);
+/*
+ * Hands the coordinator role to peer target (wd_transfer). The entitlement
+ * listener is told that the lease is gone before this returns and before
+ * any datagram leaves, so a caller must not be in the middle of something
+ * that listener changes. Nothing happens, with a warning logged, when this
+ * peer is not coordinator or target is not an eligible peer that is up
+ * and follows it.
+ */
+void watchdog_transfer(struct watchdog *w, int64_t target, const char *reason);
+
+/*
+ * Called for every authenticated heartbeat from a peer, after the
+ * election has handled it, with its extension bytes (len may be 0; ext is
+ * valid only during the call). The listener may call into the watchdog.
+ */
+typedef void (*watchdog_ext_listener)(void *arg, int64_t from, const uint8_t *ext,
+				      size_t len);
+void watchdog_set_ext_listener(struct watchdog *w, watchdog_ext_listener fn, void *arg);
+
+/* The current term. */
+uint64_t watchdog_term(const struct watchdog *w);
+/* Whether peer id was heard within election_timeout_min (self: true). */
+bool watchdog_peer_up(const struct watchdog *w, int64_t id);
+/* The election's view of peer id (wd_peer_status); -1 for an unknown id. */
+int watchdog_peer_status(const struct watchdog *w, int64_t id, struct wd_peer_status *st);
 
 #endif
