@@ -1484,9 +1484,15 @@ host    replication  all   2001:db8::/64  trust
         ones.  Nothing it ran gets to shut down cleanly or send a last packet.
         Returns the pids killed."""
         self._check_live()
-        pids = [(p, _starttime(p)) for p in self.host_pids(host)]
-        for p, st in pids:
-            _kill(p, signal.SIGSTOP, st)
+        pids, seen = [], set()
+        for _ in range(10):  # a process may fork between a scan and its SIGSTOP
+            new = [(p, _starttime(p)) for p in self.host_pids(host) if p not in seen]
+            if not new:
+                break
+            for p, st in new:
+                _kill(p, signal.SIGSTOP, st)
+                seen.add(p)
+            pids += new
         self.isolate(host, mode)
         for p, st in pids:
             _kill(p, signal.SIGKILL, st)
