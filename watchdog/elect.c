@@ -1149,10 +1149,12 @@ wd_transfer(struct wd *wd, uint64_t now, uint8_t target, const char *reason)
  * send time, and the peers that echo open their refusal windows when it
  * arrives, after it was sent; so sending earlier than the schedule only
  * moves a send time earlier, and every step of the lease argument holds
- * as for a periodic batch. The batch also postpones the periodic one (a
- * batch is a batch), so no gap grows. The rate limit keeps at most four
- * batches per heartbeat_ms, so the SENT_RING send times still span 16
- * intervals of round trip, and the network and the effect list bounded.
+ * as for a periodic batch. It leaves the periodic schedule alone: the
+ * work done at each interval's tick (a two-node coordinator in fenced
+ * mode renews its lease there) keeps its pace however many flushes come.
+ * The rate limit keeps at most five batches per heartbeat_ms (four extra),
+ * so the SENT_RING send times still span twelve intervals of round trip,
+ * and the network and the effect list stay bounded.
  */
 void
 wd_flush(struct wd *wd, uint64_t now)
@@ -1162,10 +1164,14 @@ wd_flush(struct wd *wd, uint64_t now)
 
 	wd->neffs = 0;
 	check_stall(wd, now);
-	if (!wd->last_batch_at || now >= at)
+	if (!wd->last_batch_at || now >= at) {
+		uint64_t next = wd->heartbeat_at;
+
 		heartbeat_all(wd, now);
-	else if (at < wd->heartbeat_at)
+		wd->heartbeat_at = next;
+	} else if (at < wd->heartbeat_at) {
 		wd->heartbeat_at = at;
+	}
 }
 
 void

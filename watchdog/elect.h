@@ -230,7 +230,8 @@ void wd_transfer(struct wd *wd, uint64_t now, uint8_t target, const char *reason
  * Sends a heartbeat batch now, typically because the extension bytes
  * changed. At most one extra batch leaves per heartbeat_ms / 4: a call
  * inside that interval moves the next batch to its end instead, so a
- * flood of calls neither floods the network nor delays anything.
+ * flood of calls neither floods the network nor delays anything. The
+ * periodic batches and timers keep their schedule.
  */
 void wd_flush(struct wd *wd, uint64_t now);
 

@@ -182,6 +182,7 @@ struct speer {
 	bool fenced;		/* down because a fence succeeded */
 	bool lingering;		/* stopped cleanly, exits at its EV_EXIT */
 	uint64_t booted_at;	/* real µs of its last start */
+	uint64_t down_at;	/* real µs of its last crash */
 	/* newest heartbeat received from each peer, and from which incarnation */
 	uint64_t rx_seq[MAXP];
 	uint32_t rx_inc[MAXP];
@@ -702,8 +703,21 @@ check_leases(struct sim *s)
 		for (size_t i = 0; i < s->n && settled; i++) {
 			struct speer *p = &s->p[i];
 
-			if (p->st == PS_DOWN)
+			if (p->st == PS_DOWN) {
+				struct wd_peer_status ps;
+
+				/*
+				 * Two-node mode: a lease outlives a dead partner only in
+				 * fenced mode; a partner killed by a fence whose result
+				 * the holder never saw (it restarted meanwhile) is just
+				 * silent, and the lease runs out.
+				 */
+				if (s->mode == M_TWO_NODE &&
+				    (wd_peer_status(hp->wd, p->id, local_ms(hp, s->now), &ps) < 0 ||
+				     ps.state != WD_PEER_FENCED))
+					settled = false;
 				continue;
+			}
 			/* A peer not called since a stall will tilt on its next call. */
 			if (local_ms(p, s->now) - p->last_local > p->cfg.tilt_ms)
 				settled = false;
@@ -1086,6 +1100,7 @@ crash(struct sim *s, size_t i, const char *why)
 	wd_free(p->wd);
 	p->wd = NULL;
 	p->st = PS_DOWN;
+	p->down_at = s->now;
 	p->lingering = false;
 	p->inc++;
 	p->wake_gen++;
@@ -1727,6 +1742,20 @@ planned_transfer(struct sim *s)
 		return;
 	}
 	s->st.xfer_quiet++;
+	/*
+	 * A peer that went down less than election_min ago (on the holder's
+	 * clock, from its last datagram, which a spike may have delayed) still
+	 * counts as up: the holder cannot know. The handover is then lost like
+	 * a coordinator, and the liveness bound applies again from here.
+	 */
+	if (t != h && s->p[t].eligible && s->p[t].st == PS_DOWN &&
+	    s->now < s->p[t].down_at + SPIKE_DELAY_MAX_US +
+		     (uint64_t)s->p[h].cfg.election_min_ms * 1000 * (100 + 1) / 100 + 1000) {
+		trace(s, "quiet phase %u: handed over to %u, down since %.3f ms; waiting for "
+		      "a coordinator again", s->phase, target, (double)s->p[t].down_at / 1000.0);
+		quiet_reset(s);
+		return;
+	}
 	if (!good) {
 		if (!s->violated)
 			violation(s, "transfer: coordinator %u handed over to %u, which is %s",

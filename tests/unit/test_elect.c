@@ -981,6 +981,8 @@ test_elect_flush_sends_now_and_at_most_one_batch_per_quarter_interval(void **s)
 		run_until(H.now + 1);
 	assert_int_equal(wd_set_ext(H.wd[l], ext, sizeof(ext)), 0);
 	wd_flush(H.wd[l], H.now);
+	/* The periodic batch keeps its time. */
+	assert_int_equal(wd_next_wakeup(H.wd[l]), H.now + 70);
 	n = wd_effects(H.wd[l], &e);
 	assert_int_equal(n, 2);
 	for (size_t k = 0; k < n; k++) {
@@ -1013,6 +1015,45 @@ test_elect_flush_sends_now_and_at_most_one_batch_per_quarter_interval(void **s)
 	assert_int_equal(wd_counters(H.wd[l])->stepdowns, 0);
 	for (int i = 1; i <= 3; i++)
 		assert_int_equal(wd_leader(H.wd[i]), l);
+	assert_int_equal(H.two_leaders, 0);
+	teardown_all();
+}
+
+/*
+ * Two-node mode: a coordinator in fenced mode renews its lease alone at
+ * each periodic tick. Flushes must not delay those ticks: with a flush
+ * every 40 ms (each one sent at once), it keeps its lease while the other
+ * is fenced, and through the other's return (when the renewal passes from
+ * its own ticks to the other's echoes).
+ */
+static void
+test_elect_flush_keeps_a_fenced_mode_lease_renewed(void **s)
+{
+	(void)s;
+	setup_n(2, two_node_tweak);
+	run_until(H.now + 2500);
+	int l = leader_with_lease();
+	int o = l == 1 ? 2 : 1;
+
+	crash(l);
+	while (!H.fence_requests[o] && H.now < 10000)
+		run_until(H.now + 1);
+	assert_int_equal(H.fence_requests[o], 1);
+	wd_fence_done(H.wd[o], H.now, (uint8_t)l, true);
+	run_effects(o);
+	assert_int_equal(leader_with_lease(), o);
+	/* Each flush more than heartbeat_ms / 4 after the last batch: all go out. */
+	for (int k = 0; k < 100; k++) {
+		if (k == 50)
+			restart(l);
+		wd_flush(H.wd[o], H.now);
+		run_effects(o);
+		for (int ms = 0; ms < 40; ms++) {
+			run_until(H.now + 1);
+			assert_true(wd_has_lease(H.wd[o], H.now));
+		}
+	}
+	assert_int_equal(wd_leader(H.wd[l]), o);
 	assert_int_equal(H.two_leaders, 0);
 	teardown_all();
 }
@@ -1077,6 +1118,7 @@ main(void)
 		cmocka_unit_test(test_elect_transfer_to_a_target_that_dies_recovers),
 		cmocka_unit_test(test_elect_transfer_vote_refused_before_the_notice_is_granted_after),
 		cmocka_unit_test(test_elect_flush_sends_now_and_at_most_one_batch_per_quarter_interval),
+		cmocka_unit_test(test_elect_flush_keeps_a_fenced_mode_lease_renewed),
 		cmocka_unit_test(test_elect_config_checks),
 	};
 
