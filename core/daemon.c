@@ -39,6 +39,7 @@
 #include "core/loop.h"
 #include "core/state.h"
 #include "ctl/ctl.h"
+#include "failover/failover.h"
 #include "failover/health.h"
 #include "hooks/hook.h"
 #include "vip/vip.h"
@@ -55,6 +56,10 @@ struct daemon {
 	struct watchdog *wd;	/* owned */
 	struct vip *vip;	/* owned */
 	struct health *health;	/* owned */
+	struct failover *fo;	/* owned */
+	/* The election's last verdict, for the VIP when the failover's changes. */
+	bool has_lease;
+	uint64_t lease_end, term;
 	struct ctl_server *ctl;	/* owned */
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
@@ -116,6 +121,7 @@ reload(struct daemon *d)
 	d->conf = fresh;
 	watchdog_reload(d->wd, d->conf);
 	vip_reload(d->vip, d->conf);
+	failover_reload(d->fo, d->conf);
 	{
 		char herr[256];
 
@@ -149,6 +155,7 @@ on_signal(struct loop *loop, int signo, void *arg)
 		}
 		log_event("daemon-stopping", "signal=%s", signo == SIGTERM ? "TERM" : "INT");
 		/* Drop the VIP, then hand the coordinator role over. */
+		failover_stop(d->fo);
 		vip_stop(d->vip);
 		watchdog_stop(d->wd);
 		/*
@@ -168,12 +175,36 @@ on_signal(struct loop *loop, int signo, void *arg)
 	}
 }
 
+/*
+ * The VIP needs both: the lease (S1), and the failover's consent (with
+ * vip.follow = primary only the primary's peer holds it, and nobody while
+ * a failover has not verified its new primary).
+ */
+static void
+apply_vip(struct daemon *d)
+{
+	bool ok = d->has_lease && (!d->fo || failover_vip_allowed(d->fo));
+
+	vip_set_entitlement(d->vip, ok, d->lease_end, d->term);
+}
+
 static void
 on_entitlement(void *arg, bool has_lease, uint64_t lease_end, uint64_t term)
 {
 	struct daemon *d = arg;
 
-	vip_set_entitlement(d->vip, has_lease, lease_end, term);
+	d->has_lease = has_lease;
+	d->lease_end = lease_end;
+	d->term = term;
+	if (d->fo)
+		failover_set_coordinator(d->fo, has_lease, term);
+	apply_vip(d);
+}
+
+static void
+on_vip_gate(void *arg)
+{
+	apply_vip(arg);
 }
 
 static void
@@ -193,9 +224,11 @@ status_extra(void *arg, struct json *j, FILE *table)
 	if (j) {
 		vip_status_json(d->vip, j, holder);
 		health_status_json(d->health, j, clock_now_ms());
+		failover_status_json(d->fo, j);
 	}
 	if (table) {
 		vip_status_line(d->vip, table, holder);
+		failover_status_table(d->fo, table);
 		health_status_table(d->health, table, clock_now_ms());
 	}
 }
@@ -232,6 +265,9 @@ on_control(const char *request, FILE *out, void *arg)
 		return watchdog_status(d->wd, false, out);
 	if (strcmp(request, "status json") == 0)
 		return watchdog_status(d->wd, true, out);
+	if (strcmp(request, "pause") == 0 || strcmp(request, "resume") == 0 ||
+	    strncmp(request, "rejoin ", 7) == 0)
+		return failover_request(d->fo, request, out);
 	fprintf(out, "unknown request \"%.64s\"\nhint: pgvigilctl --help lists the commands",
 		request);
 	return -1;
@@ -322,6 +358,7 @@ daemon_cleanup(struct daemon *d)
 	ctl_server_free(d->ctl);
 	/* Hooks before the watchdog: a fence callback still points at it. */
 	hook_runner_free(d->hooks);
+	failover_free(d->fo);
 	health_free(d->health);
 	vip_free(d->vip);
 	watchdog_free(d->wd);
@@ -388,6 +425,13 @@ daemon_main(const struct daemon_opts *opts)
 		log_error("%s", err);
 		goto out;
 	}
+	d.fo = failover_new(d.loop, d.conf, d.self, d.wd, d.health, d.hooks, err,
+			    sizeof(err));
+	if (!d.fo) {
+		log_error("%s", err);
+		goto out;
+	}
+	failover_set_vip_listener(d.fo, on_vip_gate, &d);
 	watchdog_set_status_extra(d.wd, status_extra, &d);
 	char sock[512];
 

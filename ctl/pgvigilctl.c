@@ -61,9 +61,14 @@ usage(FILE *out)
 		"pgvigilctl talks to a running pgvigil through its control socket.\n\n"
 		"Usage:\n"
 		"  pgvigilctl [-s SOCKET | -c FILE] status [--json]\n"
+		"  pgvigilctl [-s SOCKET | -c FILE] pause | resume | rejoin ID\n"
 		"  pgvigilctl --version | --help\n\n"
 		"Commands:\n"
-		"  status              show this peer's view of the cluster\n\n"
+		"  status              show this peer's view of the cluster\n"
+		"  pause               maintenance mode: no automatic failover; the VIP stays\n"
+		"  resume              leave maintenance mode\n"
+		"  rejoin ID           run rejoin_command for backend ID, a failed old\n"
+		"                      primary, so it can be a standby (and a candidate) again\n\n"
 		"Options:\n"
 		"  -s, --socket SOCKET control socket of the daemon\n"
 		"  -c, --config FILE   use the control_socket setting of this file\n"
@@ -325,6 +330,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = NULL, *config = NULL, *req;
+	char reqbuf[64];
 	char *owned = NULL, *reply;
 	bool json = false, implicit = false;
 	uint64_t deadline;
@@ -356,13 +362,39 @@ main(int argc, char **argv)
 	}
 	if (optind == argc)
 		return usage_error("no command given");
-	if (strcmp(argv[optind], "status") != 0)
-		return usage_error("unknown command \"%s\"", argv[optind]);
-	if (optind + 1 < argc)
-		return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
 	if (sock && config)
 		return usage_error("-s and -c cannot be used together");
-	req = json ? "status json\n" : "status\n";
+	if (strcmp(argv[optind], "status") == 0) {
+		if (optind + 1 < argc)
+			return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
+		req = json ? "status json\n" : "status\n";
+	} else if (strcmp(argv[optind], "pause") == 0 ||
+		   strcmp(argv[optind], "resume") == 0) {
+		if (optind + 1 < argc)
+			return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
+		if (json)
+			return usage_error("--json goes with status only");
+		snprintf(reqbuf, sizeof(reqbuf), "%s\n", argv[optind]);
+		req = reqbuf;
+	} else if (strcmp(argv[optind], "rejoin") == 0) {
+		char *end;
+		long id;
+
+		if (optind + 1 >= argc)
+			return usage_error("rejoin needs the backend id");
+		if (optind + 2 < argc)
+			return usage_error("unexpected argument \"%s\"", argv[optind + 2]);
+		id = strtol(argv[optind + 1], &end, 10);
+		if (*end || end == argv[optind + 1] || id < 1 || id > 255)
+			return usage_error("backend id \"%s\" is not a number from 1 to 255",
+					   argv[optind + 1]);
+		if (json)
+			return usage_error("--json goes with status only");
+		snprintf(reqbuf, sizeof(reqbuf), "rejoin %ld\n", id);
+		req = reqbuf;
+	} else {
+		return usage_error("unknown command \"%s\"", argv[optind]);
+	}
 
 	if (!sock && !config) {
 		sock = getenv("PGVIGIL_SOCKET");

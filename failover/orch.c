@@ -86,6 +86,14 @@ struct fo {
 	struct pview pv[FO_MAX_PEERS];	/* index = peer index; self included */
 	uint64_t primary_lsn_seen;	/* highest LSN any view gave the primary */
 	uint8_t primary_lsn_of;		/* ... for this backend */
+	/*
+	 * When this coordinator took rec.primary as the primary (synced with
+	 * it, learned it, or verified its promotion). Other peers check a
+	 * backend only every health interval, so for a while after a
+	 * promotion their views still show the new primary as the standby it
+	 * was: "up as a standby" counts as a failure only after that.
+	 */
+	uint64_t primary_since;
 
 	/* coordinator progress */
 	enum act act;
@@ -408,6 +416,12 @@ view_says_failed(const struct fo_view *v)
 		     (v->health == FO_H_UP && v->role == FO_R_STANDBY));
 }
 
+static bool
+view_failed_only(const struct fo_view *v)
+{
+	return v && v->health == FO_H_FAILED;
+}
+
 static size_t
 count_views(const struct fo *fo, uint64_t now, uint8_t backend,
 	    bool (*pred)(const struct fo_view *))
@@ -427,12 +441,6 @@ static bool
 view_up_primary(const struct fo_view *v)
 {
 	return v && v->health == FO_H_UP && v->role == FO_R_PRIMARY;
-}
-
-static bool
-view_failed_only(const struct fo_view *v)
-{
-	return v && v->health == FO_H_FAILED;
 }
 
 /* The cooperative fence's answer from peer id (our own when it is us). */
@@ -640,6 +648,7 @@ steady(struct fo *fo, uint64_t now)
 			return;
 		}
 		fo->rec.primary = seen[0];
+		fo->primary_since = now;
 		fo->rec.timeline = v->timeline;
 		fo->rec.system_id = v->system_id;
 		clear_alarm(fo);
@@ -669,7 +678,9 @@ steady(struct fo *fo, uint64_t now)
 			write_record(fo, false);
 		}
 	}
-	size_t agree = count_views(fo, now, fo->rec.primary, view_says_failed);
+	size_t agree = count_views(fo, now, fo->rec.primary,
+				   now >= fo->primary_since + 2 * fo->cfg.settle_ms ?
+				   view_says_failed : view_failed_only);
 
 	if (agree < q) {
 		if (nseen == 1)
@@ -908,6 +919,7 @@ promoted(struct fo *fo, uint64_t now, const struct fo_view *v)
 	      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64 " duration_ms=%" PRIu64,
 	      fo->term, c, v->timeline, v->lsn, now - fo->step_started);
 	fo->rec.primary = c;
+	fo->primary_since = now;
 	fo->rec.timeline = v->timeline;
 	fo->primary_lsn_seen = v->lsn;
 	fo->primary_lsn_of = c;
@@ -1201,6 +1213,7 @@ maybe_sync(struct fo *fo, uint64_t now)
 	fo->synced = true;
 	reset_act(fo);
 	fo->step_started = now;
+	fo->primary_since = now;
 	/* Our own version of the newest record, in our term. */
 	write_record(fo, fo->rec.step != FO_STEP_NONE);
 	if (fo->rec.step != FO_STEP_NONE)

@@ -306,6 +306,22 @@ test_bootstrap_and_happy_failover(void **state)
 	assert_int_equal(fo_record(c.fo[3])->primary, 2);
 	assert_int_equal(count_hooks(&c, FO_HOOK_PROMOTE), 1);
 	assert_int_equal(count_hooks(&c, FO_HOOK_FENCE), 0);
+	/*
+	 * The other peers have not re-checked backend 2 yet: their views
+	 * still show the standby it was. That is not a failure of the new
+	 * primary (it once started a second failover against it).
+	 */
+	{
+		struct fo_view stale[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+					    view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+		see(&c, 1, stale, 2);
+		see(&c, 3, stale, 2);
+		exchange(&c, 5);
+	}
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 1);
+	assert_int_equal(fo_record(c.fo[2])->step, FO_STEP_NONE);
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
 	cl_free(&c);
 }
 
