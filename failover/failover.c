@@ -292,6 +292,7 @@ run_effects(struct failover *f)
 	const struct fo_effect *e;
 	size_t n = fo_effects(f->fo, &e);
 	bool flush = false;
+	uint8_t transfer_to = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		switch (e[i].kind) {
@@ -325,8 +326,12 @@ run_effects(struct failover *f)
 			flush = true;
 			break;
 		case FO_EFF_TRANSFER:
-			f->transferring = true;
-			watchdog_transfer(f->wd, e[i].peer, "the VIP follows the primary");
+			/*
+			 * After the loop: the watchdog tells its listener
+			 * at once, which calls back into the state machine
+			 * and replaces the effects this loop reads.
+			 */
+			transfer_to = e[i].peer;
 			break;
 		case FO_EFF_EVENT:
 			log_event(e[i].event, "%s", e[i].text);
@@ -342,6 +347,10 @@ run_effects(struct failover *f)
 			f->vip_fn(f->vip_arg);
 	}
 	arm(f);
+	if (transfer_to) {
+		f->transferring = true;
+		watchdog_transfer(f->wd, transfer_to, "the VIP follows the primary");
+	}
 }
 
 /* ---- inputs ---------------------------------------------------------------- */

@@ -125,6 +125,8 @@ struct fo {
 	char last_alarm[160];
 	char waiting[200];
 
+	uint64_t last_call;	/* now of the last input: deadlines up to it are handled */
+
 	struct fo_effect effs[MAX_EFFECTS];
 	size_t neffs;
 };
@@ -187,6 +189,25 @@ static size_t
 majority(const struct fo *fo)
 {
 	return fo->cfg.npeers / 2 + 1;
+}
+
+static bool fresh(const struct fo *fo, int pi, uint64_t now);
+
+/*
+ * Peers that must hold a record (commit) or be read (sync): a majority;
+ * in two-node mode, a coordinator that does not hear the other peer has
+ * fenced it (that is how it holds a lease), and a fenced peer can neither
+ * hold a step we need nor act on one, so this peer alone is enough.
+ */
+static size_t
+needed(const struct fo *fo, uint64_t now)
+{
+	if (fo->cfg.two_node && fo->cfg.npeers == 2) {
+		for (size_t i = 0; i < fo->cfg.npeers; i++)
+			if ((int)i != self_index(fo) && !fresh(fo, (int)i, now))
+				return 1;
+	}
+	return majority(fo);
 }
 
 static bool
@@ -458,7 +479,7 @@ ack_of(const struct fo *fo, uint8_t id)
 /* ---- the replicated record ---------------------------------------------- */
 
 static bool
-committed(const struct fo *fo)
+committed(const struct fo *fo, uint64_t now)
 {
 	size_t n = 0;
 
@@ -470,7 +491,7 @@ committed(const struct fo *fo)
 				       fo->rec.seq)))
 			n++;
 	}
-	return n >= majority(fo);
+	return n >= needed(fo, now);
 }
 
 static void reset_act(struct fo *fo);
@@ -1159,7 +1180,7 @@ progress(struct fo *fo, uint64_t now)
 	if (!fo->coordinator || !fo->synced)
 		return;
 	if (fo->commit_pending) {
-		if (!committed(fo)) {
+		if (!committed(fo, now)) {
 			snprintf(fo->waiting, sizeof(fo->waiting),
 				 "waiting for a majority to hold the cluster record");
 			return;
@@ -1187,7 +1208,7 @@ progress(struct fo *fo, uint64_t now)
 		break;
 	}
 	/* A step may have been written and committed at once (one peer). */
-	if (fo->commit_pending && committed(fo)) {
+	if (fo->commit_pending && committed(fo, now)) {
 		fo->commit_pending = false;
 		progress(fo, now);
 	}
@@ -1205,7 +1226,7 @@ maybe_sync(struct fo *fo, uint64_t now)
 		if ((int)i == self_index(fo) ||
 		    (fo->pv[i].have && fo->pv[i].at >= fo->coord_since))
 			n++;
-	if (n < majority(fo)) {
+	if (n < needed(fo, now)) {
 		snprintf(fo->waiting, sizeof(fo->waiting),
 			 "waiting for the cluster records of a majority");
 		return;
@@ -1309,6 +1330,7 @@ void
 fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 {
 	fo->neffs = 0;
+	fo->last_call = now;
 	if (coordinator && fo->coordinator && term == fo->term) {
 		progress(fo, now);
 		return;
@@ -1341,6 +1363,7 @@ fo_local_view(struct fo *fo, uint64_t now, const struct fo_view *v, size_t n)
 	bool changed = false;
 
 	fo->neffs = 0;
+	fo->last_call = now;
 	if (si < 0)
 		return;
 	p = &fo->pv[si];
@@ -1587,6 +1610,7 @@ fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 	bool have_rec = false;
 
 	fo->neffs = 0;
+	fo->last_call = now;
 	if (pi < 0 || pi == self_index(fo))
 		return -1;
 	nv = fo->pv[pi];
@@ -1673,6 +1697,7 @@ fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 	int bi = backend_index(fo, backend);
 
 	fo->neffs = 0;
+	fo->last_call = now;
 	if (kind == FO_HOOK_STOP) {
 		/* Our own backend, for the record version that asked. */
 		fo->stop_running = false;
@@ -1781,6 +1806,7 @@ void
 fo_tick(struct fo *fo, uint64_t now)
 {
 	fo->neffs = 0;
+	fo->last_call = now;
 	maybe_stop_local(fo);
 	maybe_sync(fo, now);
 	progress(fo, now);
@@ -1789,24 +1815,22 @@ fo_tick(struct fo *fo, uint64_t now)
 uint64_t
 fo_next_wakeup(const struct fo *fo)
 {
-	uint64_t t = UINT64_MAX;
+	uint64_t cand[4] = { 0, 0, 0, 0 }, t = UINT64_MAX;
 
 	if (!fo->coordinator)
 		return t;
-	if (fo->deadline && fo->deadline < t)
-		t = fo->deadline;
-	if (fo->act == ACT_BACKOFF && fo->retry_at < t)
-		t = fo->retry_at;
-	if (fo->next_poll && fo->next_poll < t)
-		t = fo->next_poll;
-	if (fo->act == ACT_TRANSFERRED && fo->transfer_at < t)
-		t = fo->transfer_at;
-	if (fo->rec.step == FO_STEP_SELECTING) {
-		uint64_t s = fo->fenced_at + fo->cfg.settle_ms;
-
-		if (s < t)
-			t = s;
-	}
+	cand[0] = fo->deadline;
+	cand[1] = fo->act == ACT_BACKOFF ? fo->retry_at : 0;
+	cand[2] = fo->next_poll;
+	cand[3] = fo->act == ACT_TRANSFERRED ? fo->transfer_at : 0;
+	/*
+	 * Every input runs the steps, so a deadline at or before the last
+	 * input's time has been dealt with: returning it again would only
+	 * make the caller spin.
+	 */
+	for (size_t i = 0; i < 4; i++)
+		if (cand[i] > fo->last_call && cand[i] < t)
+			t = cand[i];
 	return t;
 }
 
@@ -1815,6 +1839,7 @@ fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
 	   char *err, size_t errlen)
 {
 	fo->neffs = 0;
+	fo->last_call = now;
 	switch (cmd) {
 	case FO_CMD_PAUSE:
 	case FO_CMD_RESUME:

@@ -488,6 +488,14 @@ test_max_lag_refuses(void **state)
 	assert_true(has_event(&c, 2, "failover-refused"));
 	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
 	assert_string_not_equal(fo_waiting(c.fo[2]), "");
+	/*
+	 * Waiting for the retry is a wake-up in the future: a deadline already
+	 * handled once made the daemon's loop spin and starve the heartbeats.
+	 */
+	c.now += 100;
+	fo_tick(c.fo[2], c.now);
+	effects(&c, 2);
+	assert_true(fo_next_wakeup(c.fo[2]) > c.now);
 	cl_free(&c);
 }
 
