@@ -702,6 +702,30 @@ steady(struct fo *fo, uint64_t now)
 	size_t agree = count_views(fo, now, fo->rec.primary,
 				   now >= fo->primary_since + 2 * fo->cfg.settle_ms ?
 				   view_says_failed : view_failed_only);
+	/*
+	 * The primary's own peer is silent too (its host is gone, or cut
+	 * off from us): one failed check per peer is enough then, instead
+	 * of failure_threshold check timeouts in a row.
+	 */
+	{
+		const struct fo_backend_config *pb = backend_cfg(fo, fo->rec.primary);
+
+		if (agree < q && pb && pb->peer && pb->peer != fo->cfg.self &&
+		    peer_index(fo, pb->peer) >= 0 && !peer_up(fo, pb->peer, now)) {
+			size_t n = 0;
+
+			for (size_t i = 0; i < fo->cfg.npeers; i++) {
+				const struct fo_view *v;
+
+				if (!fresh(fo, (int)i, now))
+					continue;
+				v = view_of(&fo->pv[i], fo->rec.primary);
+				if (v && (v->health == FO_H_SUSPECT || v->health == FO_H_FAILED))
+					n++;
+			}
+			agree = n;
+		}
+	}
 
 	if (agree < q) {
 		if (nseen == 1)
@@ -733,7 +757,11 @@ fence_confirmed(struct fo *fo, uint64_t now, const char *method)
 	set_flags(&fo->rec, old, FO_B_FENCED, 0);
 	enter_step(fo, now, FO_STEP_SELECTING);
 	fo->fenced_at = now;
-	write_record(fo, true);
+	/*
+	 * Not waited on: a next coordinator that does not see this version
+	 * fences again (harmless) and chooses from its own fresh checks.
+	 */
+	write_record(fo, false);
 	check_now(fo);
 }
 
@@ -946,10 +974,11 @@ promoted(struct fo *fo, uint64_t now, const struct fo_view *v)
 	fo->primary_lsn_of = c;
 	enter_step(fo, now, FO_STEP_FOLLOWING);
 	/*
-	 * Made durable on a majority before the role is handed over (see
-	 * maybe_transfer), so the new primary's peer resumes at FOLLOWING.
+	 * Not waited on: a next coordinator that only holds "promoting C"
+	 * sees C as a primary on a newer timeline in its own check and
+	 * takes this same step, without promoting anything.
 	 */
-	write_record(fo, true);
+	write_record(fo, false);
 	(void)bc;
 }
 

@@ -640,6 +640,33 @@ test_ext_and_record_codecs(void **state)
 	cl_free(&c);
 }
 
+static void
+test_silent_primary_peer_makes_suspect_enough(void **state)
+{
+	struct cl c;
+	struct fo_view sus[2] = { view(1, FO_H_SUSPECT, FO_R_PRIMARY, 1, 1000),
+				  view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	(void)state;
+	steady(&c, 2);
+	/* One failed check each while the primary's peer still speaks: nothing. */
+	see(&c, 2, sus, 2);
+	see(&c, 3, sus, 2);
+	exchange(&c, 10);
+	assert_false(has_event(&c, 2, "failover-started"));
+	/* Its host is gone: the peer falls silent too, and that is enough. */
+	c.down[1] = true;
+	c.now += 800;
+	see(&c, 2, sus, 2);
+	see(&c, 3, sus, 2);
+	exchange(&c, 2);
+	assert_true(has_event(&c, 2, "failover-started"));
+	/* Its peer cannot stop it: the fence command does. */
+	assert_null(find_hook(&c, FO_HOOK_STOP, false));
+	assert_non_null(find_hook(&c, FO_HOOK_FENCE, true));
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -648,6 +675,7 @@ main(void)
 		cmocka_unit_test(test_one_peer_blip_is_no_failover),
 		cmocka_unit_test(test_fence_failure_never_promotes),
 		cmocka_unit_test(test_no_fence_available_blocks),
+		cmocka_unit_test(test_silent_primary_peer_makes_suspect_enough),
 		cmocka_unit_test(test_most_advanced_standby_wins_and_other_follows),
 		cmocka_unit_test(test_tie_breaks_by_priority_then_id),
 		cmocka_unit_test(test_max_lag_refuses),
