@@ -715,10 +715,16 @@ def test_one_peer_cut_off_from_the_primary_no_failover(lab, fo_bin):
 # 8. the coordinator dies between the fence and the promotion
 
 def test_coordinator_killed_mid_promotion_completes_exactly_once(lab, fo_bin):
+    """Three backends, so that a coordinator that chose again could pick the
+    other standby. The promote hook sleeps 2 s first; its coordinator (peer
+    1) is killed -9 meanwhile. The orphaned hook goes on (its output goes to
+    a file, so the dead daemon's pipe does not end it) and promotes h2 while
+    the next coordinator resumes the recorded step."""
     real = failover_commands(lab)["failover_command"]
     runs = os.path.join(lab.workdir, "promote-runs.log")
     slow = write_script(lab, "promote-slow", f"""\
 # Sleeps 2 s, then promotes; logs each run and its outcome.
+exec >>{runs}.out 2>&1
 echo "start term=$PGVIGIL_TERM peer=$PGVIGIL_PEER_ID new=$PGVIGIL_NEW_PRIMARY_ID" >>{runs}
 sleep 2
 "$@"
@@ -726,7 +732,8 @@ rc=$?
 echo "end term=$PGVIGIL_TERM peer=$PGVIGIL_PEER_ID rc=$rc" >>{runs}
 exit $rc
 """)
-    cl = FoCluster(lab, fo_bin, start=False, failover={"failover_command": f"{slow} {real}"})
+    cl = FoCluster(lab, fo_bin, backends=3, start=False,
+                   failover={"failover_command": f"{slow} {real}"})
     cl.start_all()
     cl.wait_steady()
     since = cl.mark()
@@ -737,8 +744,9 @@ exit $rc
     cl.kill(1)
     t_kill = time.monotonic()
     res = cl.wait_event("failover-resumed", FAILOVER, since)
-    assert res["peer"] == 2, res
+    assert res["peer"] in (2, 3), res
     assert res["step"] in ("promoting", "following"), res
+    assert res["candidate"] == "2", res
     cl.wait_event("failover-done", FAILOVER, since)
     print(f"\n  killed coordinator 1 during its promote hook; resumed by peer {res['peer']} "
           f"at step {res['step']}; done {time.monotonic() - t_kill:.2f} s after the kill\n"
@@ -748,13 +756,16 @@ exit $rc
     chosen = cl.events("candidate-chosen", since)
     assert [(e["peer"], e["backend"]) for e in chosen] == [(1, "2")], chosen
     assert not cl.events("promote-started", since, backend=3)
-    # Exactly one promotion: one new timeline, one "selected new timeline".
+    cl.assert_no_event({"two-primaries"}, since)
+    # Exactly one promotion: h2 left recovery once, onto timeline 2; h3 never.
     assert not cl.in_recovery("h2")
     assert cl.timeline("h2") == 2
     assert cl.promotions("h2") == 1, lab.pg_instance("h2").log_text()[-2000:]
+    assert cl.promotions("h3") == 0 and cl.in_recovery("h3")
     assert lab.pg_instance("h1").pid is None
+    cl.wait_streaming_from("h3", "h2", 30)
     cl.wait_record(10, lambda c: c.get("primary") == 2 and c.get("step") == "none",
-                   "record: primary 2", peers=[2, 3])
+                   "record: primary 2", peers=[2, 3, 4])
     cl.wait_vip_on(2, 15)
     # The killed peer comes back and adopts the record; it starts nothing.
     mark = cl.mark()
@@ -763,6 +774,7 @@ exit $rc
                    "restarted peer 1 adopted the record", peers=[1])
     time.sleep(2)
     cl.assert_no_event({"failover-started", "promote-started", "two-primaries"}, mark)
+    assert cl.vip_hosts() == ["h2"]
 
 
 # --------------------------------------------------------------------------
