@@ -183,9 +183,11 @@ on_signal(struct loop *loop, int signo, void *arg)
 static void
 apply_vip(struct daemon *d)
 {
-	bool ok = d->has_lease && (!d->fo || failover_vip_allowed(d->fo));
+	bool allowed = !d->fo || failover_vip_allowed(d->fo);
 
-	vip_set_entitlement(d->vip, ok, d->lease_end, d->term);
+	vip_set_entitlement(d->vip, d->has_lease && allowed, d->lease_end, d->term,
+			    !d->has_lease ? "not coordinator" :
+			    "a failover is in progress, or this peer is not next to the primary");
 }
 
 static void

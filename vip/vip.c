@@ -370,7 +370,8 @@ on_release_timer(struct loop *loop, struct loop_timer *t, void *arg)
 }
 
 void
-vip_set_entitlement(struct vip *v, bool entitled, uint64_t lease_end, uint64_t term)
+vip_set_entitlement(struct vip *v, bool entitled, uint64_t lease_end, uint64_t term,
+		    const char *why_not)
 {
 	if (!v || v->st == VS_NONE)
 		return;
@@ -379,7 +380,7 @@ vip_set_entitlement(struct vip *v, bool entitled, uint64_t lease_end, uint64_t t
 	if (!entitled) {
 		v->lease_end = 0;
 		if (v->st == VS_HELD || v->st == VS_PROBING || v->st == VS_CONFLICT)
-			release(v, "not coordinator");
+			release(v, why_not ? why_not : "not coordinator");
 		return;
 	}
 	v->lease_end = lease_end;

@@ -38,9 +38,11 @@ void vip_reload(struct vip *v, const struct conf *conf);
  * The election's verdict after each of its steps: entitled (coordinator
  * with a valid lease ending at lease_end, CLOCK_BOOTTIME ms) in term. The
  * VIP is released margin_ms before the lease ends unless it is renewed.
+ * why_not: the reason logged when a held VIP is released because this
+ * peer is not entitled (NULL: "not coordinator").
  */
 void vip_set_entitlement(struct vip *v, bool entitled, uint64_t lease_end,
-			 uint64_t term);
+			 uint64_t term, const char *why_not);
 /* Clean stop: releases the VIP now. */
 void vip_stop(struct vip *v);
 void vip_free(struct vip *v);
