@@ -785,7 +785,7 @@ status_table(struct watchdog *w, uint64_t now, FILE *out)
 			wd_lease_end(w->wd) - now);
 	if (wd_in_tilt(w->wd, now))
 		fprintf(out, ", in tilt");
-	fprintf(out, "\n\n  %-3s %-28s %-13s %-8s %6s %12s %8s %8s\n", "ID", "ADDRESS",
+	fprintf(out, "\n\n  %-3s %-28s %-17s %-8s %6s %12s %8s %8s\n", "ID", "ADDRESS",
 		"ROLE", "STATE", "TERM", "LAST HEARD", "RTT", "LEASE");
 	for (size_t i = 0; i < w->conf->npeers; i++) {
 		const struct conf_peer *p = &w->conf->peers[i];
@@ -807,7 +807,7 @@ status_table(struct watchdog *w, uint64_t now, FILE *out)
 			 p->witness ? "/witness" : "");
 		if (st.lease_left_ms)
 			snprintf(lease, sizeof(lease), "%u ms", st.lease_left_ms);
-		fprintf(out, "%c %-3" PRId64 " %-28s %-13s %-8s %6" PRIu64 " %12s %8s %8s\n",
+		fprintf(out, "%c %-3" PRId64 " %-28s %-17s %-8s %6" PRIu64 " %12s %8s %8s\n",
 			p->id == coord ? '*' : ' ', p->id, addr, role,
 			wd_peer_state_name(st.state), st.term, heard, rtt, lease);
 	}
