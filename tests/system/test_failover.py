@@ -511,8 +511,10 @@ def test_primary_host_lost_fence_command_then_promotion(lab, fo_bin):
         "stop_command ran although the old primary's peer was gone"
     assert not cl.in_recovery("h2") and cl.timeline("h2") == 2
     cl.wait_vip_on(2, 15)
-    w.wait_acks(10, 20, after=t0, srv="h2")
+    acks = w.wait_acks(10, 20, after=t0, srv="h2")
     w.stop()
+    print(f"  first write acknowledged by h2 {min(r[1] for r in acks) - t0:.2f} s after the "
+          f"loss of h1; failures {w.failures(t0)}")
     for i in (2, 3):
         c = cl.ctl_status(i)["cluster"]
         assert c["primary"] == 2 and 1 in c["needs_rejoin"], (i, c)
@@ -900,3 +902,43 @@ def test_two_node_host_lost_fence_peer_then_backend_then_promote(lab, fo_bin):
     w.wait_acks(10, 20, after=t0, srv="h2")
     w.stop()
     assert cl.ctl_status(2)["cluster"]["primary"] == 2
+
+
+# --------------------------------------------------------------------------
+# 13. the hook command lines as an operator writes them load
+
+def test_long_failover_hook_command_lines_load(tmp_path, fo_bin):
+    """The scripts' header-comment command lines plus the usual extra
+    options (an ssh wrapper, the term records, a log file) are 250-300
+    characters; pgvigil.conf(5) allows lines of up to 4096. (The other
+    tests call the scripts through short wrappers, see failover_commands.)"""
+    key = tmp_path / "key"
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o600)
+    ssh = "--ssh postgres@%h --ssh-command /usr/local/bin/site-ssh-wrapper"
+    opts = ("--state-dir /var/lib/pgvigil/hooks --pg-log /var/log/postgresql/pgvigil-hooks.log "
+            "--repl-user replicator")
+    standby = ("--host %h --port %p --data %D --id %d --primary-host %H --primary-port %r "
+               f"--term %T {ssh} {opts}")
+    lines = {
+        "failover_command": "/usr/local/libexec/pgvigil/pgvigil-promote --host %H --port %r "
+                            "--id %m --term %T --state-dir /var/lib/pgvigil/hooks "
+                            "--connect-timeout 5 --timeout 20",
+        "follow_primary_command": f"/usr/local/libexec/pgvigil/pgvigil-follow {standby}",
+        "rejoin_command": f"/usr/local/libexec/pgvigil/pgvigil-rejoin {standby}",
+    }
+    conf = tmp_path / "pgvigil.conf"
+    conf.write_text(
+        f"[cluster]\nname = lab\nstate_dir = {tmp_path}/state\nkey_file = {key}\n\n"
+        "[peer.1]\naddress = 192.0.2.1\n\n[peer.2]\naddress = 192.0.2.2\n\n"
+        "[peer.3]\naddress = 192.0.2.3\nwitness = yes\n\n"
+        "[backend.1]\nhost = 192.0.2.1\npeer = 1\ndata_directory = /var/lib/postgresql/15/main\n\n"
+        "[backend.2]\nhost = 192.0.2.2\npeer = 2\ndata_directory = /var/lib/postgresql/15/main\n\n"
+        "[failover]\n" + "".join(f"{k} = {v}\n" for k, v in lines.items()))
+    longest = max(len(f"{k} = {v}") for k, v in lines.items())
+    assert 250 <= longest <= 400, longest
+    r = subprocess.run([fo_bin, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and "configuration OK" in r.stdout, \
+        f"pgvigil -t refused lines of {longest} characters (exit {r.returncode}):\n" \
+        f"{r.stdout}{r.stderr}"
