@@ -645,6 +645,36 @@ def test_stale_standby_refused(lab, fo_bin):
     assert cl.vip_hosts() == []
 
 
+def test_replay_paused_standby_counts_what_it_received(lab, fo_bin):
+    """The other side of the refusal: a standby that received the WAL but
+    has not replayed it (replay paused) is as far as its receive LSN, so it
+    is not refused; promoting it replays the rest."""
+    cl = FoCluster(lab, fo_bin, failover={"max_lag": "64kB"})
+    cl.wait_steady()
+    lab.psql("h2", "SELECT pg_wal_replay_pause()")
+    wait_for("h2's replay paused", 10,
+             lambda: lab.psql("h2", "SELECT pg_get_wal_replay_pause_state()") == "paused")
+    lab.psql("h1", "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad "
+                   "FROM generate_series(1, 15000) g")
+    target = lsn_int(lab.psql("h1", "SELECT pg_current_wal_lsn()"))
+    wait_for("h2 received everything", 15, lambda: lsn_int(
+        lab.psql("h2", "SELECT pg_last_wal_receive_lsn()")) >= target)
+    replayed = lsn_int(lab.psql("h2", "SELECT pg_last_wal_replay_lsn()"))
+    assert target - replayed > 1024 * 1024, (target, replayed)
+    wait_for("peers see h1's new LSN", 15, lambda: all(
+        (cl.backend_view(i, 1) or {}).get("lsn") and
+        lsn_int(cl.backend_view(i, 1)["lsn"]) >= target for i in cl.ids))
+    since = cl.mark()
+    lab.stop_postgres("h1", "kill")
+    cl.wait_event("failover-done", FAILOVER, since)
+    print("\n" + cl.summary(since))
+    chosen = cl.wait_event("candidate-chosen", 1, since, backend=2)
+    assert int(chosen["lsn"]) >= target and int(chosen["lag"]) <= 65536, chosen
+    cl.assert_no_event({"failover-refused"}, since)
+    assert not cl.in_recovery("h2")
+    assert lab.psql("h2", "SELECT count(*) FROM filler") == "15000"
+
+
 # --------------------------------------------------------------------------
 # 6. three backends: the most advanced standby wins, the other follows it
 
