@@ -10,8 +10,10 @@ primary's host; PostgreSQL listens on every address). [failover] runs the
 shipped scripts of hooks/scripts with the command lines of their header
 comments (pgvigil-promote by SQL, pgvigil-stop locally on the old primary's
 peer, pgvigil-follow and pgvigil-rejoin over the lab's ssh stand-in) and the
-lab's STONITH tests/lab/fence-backend-lab as fence_command. The hook scripts
-keep their term records per host, in <workdir>/hookstate/<peer id>.
+lab's STONITH tests/lab/fence-backend-lab as fence_command. Each script is
+called through a two-line wrapper that adds the lab's options (the ssh
+stand-in, the term records per host in <workdir>/hookstate/<peer id>, the
+lab's PostgreSQL logs, the replication user): see failover_commands().
 
 Assertions are on event tokens (doc/events.md) merged from every peer's log
 in time order, on `pgvigilctl status --json`, and on what PostgreSQL says
