@@ -1402,6 +1402,8 @@ conf_load_stream(FILE *f, const char *name, struct conf_errors *errs)
 	ini_stop_on_first_error = false;
 	ini_use_stack = false;
 	ini_max_line = CONF_MAX_LINE + 3;
+	/* The heap buffer is this big from the start (realloc stays off). */
+	ini_initial_alloc = CONF_MAX_LINE + 3;
 
 	rc = ini_parse_stream(conf_reader, p, conf_handler, p);
 	if (rc == -2)

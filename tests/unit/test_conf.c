@@ -652,6 +652,41 @@ test_conf_largest_file_loads(void **s)
 	free(text);
 }
 
+/*
+ * A hook command line of a few hundred characters (the shipped scripts'
+ * lines with site options) loads; libinih's default line buffer is 200
+ * bytes and once cut such lines.
+ */
+static void
+test_conf_long_lines_load(void **s)
+{
+	char text[8400], cmd[4200];
+	struct conf_errors errs = { 0 };
+	struct conf *c;
+	size_t n;
+
+	(void)s;
+	n = (size_t)snprintf(cmd, sizeof(cmd), "/usr/local/libexec/pgvigil/pgvigil-follow");
+	while (n < 3900)
+		n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, " --opt%zu %%d", n);
+	snprintf(text, sizeof(text), CLUSTER PEERS "[failover]\nfollow_primary_command = %s\n", cmd);
+	c = load(text, &errs);
+	for (size_t j = 0; j < errs.n; j++)
+		print_message("  got: %s\n", errs.msgs[j]);
+	assert_non_null(c);
+	assert_string_equal(c->fo.follow_primary_command, cmd);
+	conf_free(c);
+	/* Past the documented limit it is an error with the line number. */
+	memset(cmd, 'x', 4100);
+	cmd[4100] = '\0';
+	snprintf(text, sizeof(text), CLUSTER PEERS "[hooks]\nnotify_command = %s\n", cmd);
+	c = load(text, &errs);
+	assert_null(c);
+	assert_true(errs.n >= 1);
+	assert_non_null(strstr(errs.msgs[0], "t.conf:12: line is too long"));
+	conf_errors_clear(&errs);
+}
+
 static void
 test_conf_reload_keeps_restart_only_settings(void **s)
 {
@@ -746,6 +781,7 @@ main(void)
 		cmocka_unit_test(test_conf_fo_config_maps_every_field),
 		cmocka_unit_test(test_conf_dump_reads_back),
 		cmocka_unit_test(test_conf_largest_file_loads),
+		cmocka_unit_test(test_conf_long_lines_load),
 		cmocka_unit_test(test_conf_reload_keeps_restart_only_settings),
 		cmocka_unit_test(test_conf_missing_file_is_an_error),
 	};
