@@ -594,7 +594,7 @@ failover_status_json(const struct failover *f, struct json *j)
 	const struct fo_record *r = fo_record(f->fo);
 	const struct fo_counters *c = fo_counters(f->fo);
 
-	json_key(j, "cluster");
+	json_key(j, "failover");
 	json_begin_object(j);
 	json_key(j, "primary");
 	if (r->primary)

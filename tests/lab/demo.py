@@ -174,7 +174,7 @@ class Demo:
             if not st:
                 out[i] = None
                 continue
-            c = st.get("cluster") or {}
+            c = st.get("failover") or {}
             out[i] = {"term": st.get("term"), "coordinator": st.get("coordinator"),
                       "vip": (st.get("vip") or {}).get("state"),
                       **{k: c.get(k) for k in ("primary", "step", "needs_rejoin", "waiting")}}
@@ -257,7 +257,7 @@ class Demo:
         def ok():
             for i in peers or self.live():
                 st = self.status(i)
-                if not st or not pred(st.get("cluster") or {}):
+                if not st or not pred(st.get("failover") or {}):
                     return False
             return True
         wait_for(lambda: f"{what} (status: {self.brief()})", timeout, ok, period=0.1)
@@ -273,7 +273,7 @@ class Demo:
             if any(st is None for st in sts.values()):
                 return None
             for st in sts.values():
-                c = st.get("cluster") or {}
+                c = st.get("failover") or {}
                 if c.get("primary") != primary or c.get("step") != "none":
                     return None
             st = sts.get(primary)
@@ -532,7 +532,7 @@ def run(d, keep):
     show([re.sub(r"^.*hook rejoin\[\d+\]: ", "", ln)
           for ln in d.pv[rj["peer"]].log_text()[since[rj["peer"]]:].splitlines()
           if re.search(r"hook rejoin\[\d+\]: pgvigil-rejoin: ", ln)], indent="      ")
-    nr = {i: ((d.status(i) or {}).get("cluster") or {}).get("needs_rejoin") for i in d.live()}
+    nr = {i: ((d.status(i) or {}).get("failover") or {}).get("needs_rejoin") for i in d.live()}
     show([f"h1 pg_is_in_recovery() = {d.in_recovery('h1')}; pg_stat_wal_receiver: "
           f"{d.receiver('h1')}",
           "needs_rejoin in each peer's status: "

@@ -204,7 +204,7 @@ class FoCluster:
             if not st:
                 out[i] = None
                 continue
-            c = st.get("cluster") or {}
+            c = st.get("failover") or {}
             out[i] = (st.get("term"), st.get("coordinator"), (st.get("vip") or {}).get("state"),
                       {k: c.get(k) for k in ("primary", "timeline", "step", "maintenance",
                                              "needs_rejoin", "waiting")})
@@ -297,7 +297,7 @@ class FoCluster:
             if len(sts) != len(self.ids) or any(st is None for st in sts.values()):
                 return None
             for st in sts.values():
-                c = st.get("cluster") or {}
+                c = st.get("failover") or {}
                 if c.get("primary") != primary or c.get("step") != "none":
                     return None
             st = sts[primary]
@@ -341,7 +341,7 @@ class FoCluster:
         def ok():
             for i in peers or self.live():
                 st = self.status(i)
-                if not st or not pred(st.get("cluster") or {}):
+                if not st or not pred(st.get("failover") or {}):
                     return False
             return True
         wait_for(lambda: f"{what} (status: {self.brief()})", timeout, ok, period=0.1)
@@ -472,7 +472,7 @@ def test_killed_primary_postmaster_standby_promoted_vip_moves_writes_resume(lab,
     cl.wait_record(10, lambda c: c.get("primary") == 2 and c.get("step") == "none" and
                    1 in (c.get("needs_rejoin") or []), "record: primary 2, 1 needs rejoin")
     for i in cl.ids:
-        c = cl.ctl_status(i)["cluster"]
+        c = cl.ctl_status(i)["failover"]
         assert c["primary"] == 2 and c["timeline"] == 2, (i, c)
         assert c["needs_rejoin"] == [1], (i, c)
         assert c["step"] == "none", (i, c)
@@ -518,7 +518,7 @@ def test_primary_host_lost_fence_command_then_promotion(lab, fo_bin):
     print(f"  first write acknowledged by h2 {min(r[1] for r in acks) - t0:.2f} s after the "
           f"loss of h1; failures {w.failures(t0)}")
     for i in (2, 3):
-        c = cl.ctl_status(i)["cluster"]
+        c = cl.ctl_status(i)["failover"]
         assert c["primary"] == 2 and 1 in c["needs_rejoin"], (i, c)
 
 
@@ -550,10 +550,10 @@ def test_fence_failure_blocks_promotion(lab, fo_bin):
     for i in (2, 3):
         st = cl.status(i)
         assert (st.get("vip") or {}).get("state") != "held", (i, st.get("vip"))
-        c = st["cluster"]
+        c = st["failover"]
         assert c["primary"] == 1 and c["step"] == "fencing", (i, c)
     st = cl.ctl_status(blocked["peer"])     # the coordinator's own counters
-    assert st["cluster"]["fences_failed"] >= 2, st["cluster"]
+    assert st["failover"]["fences_failed"] >= 2, st["failover"]
     print(f"\n  {len(attempts)} fence attempts failed, no promotion:\n" + cl.summary(since))
     # The fence works again: the next retry fences, and only then promotes.
     os.unlink(os.path.join(lab.workdir, "fence-backend.exit"))
@@ -642,7 +642,7 @@ def test_stale_standby_refused(lab, fo_bin):
     assert cl.in_recovery("h2"), "a standby 4 MB behind was promoted"
     cl.assert_coordinator_kept(since)
     # The counters are the coordinator's own: ask the peer that refused.
-    st = cl.ctl_status(refused["peer"])["cluster"]
+    st = cl.ctl_status(refused["peer"])["failover"]
     assert st["refusals"] >= 1 and st["primary"] == 1 and st["step"] == "selecting", st
     assert cl.vip_hosts() == []
 
@@ -735,7 +735,7 @@ def test_one_peer_cut_off_from_the_primary_no_failover(lab, fo_bin):
     assert (cl.backend_view(2, 1) or {}).get("state") == "failed"
     assert cl.in_recovery("h2") and not cl.in_recovery("h1")
     for i in cl.ids:
-        c = cl.status(i)["cluster"]
+        c = cl.status(i)["failover"]
         assert c["primary"] == 1 and c["step"] == "none" and c["needs_rejoin"] == [], (i, c)
     assert cl.vip_hosts() == ["h1"]
     cl.assert_coordinator_kept(since)
@@ -902,7 +902,7 @@ def test_rejoin_old_primary_streams_from_new_primary(lab, fo_bin):
              lambda: (cl.backend_view(2, 1) or {}).get("state") == "up" and
              cl.backend_view(2, 1).get("role") == "standby")
     for i in cl.ids:
-        assert cl.ctl_status(i)["cluster"]["needs_rejoin"] == [], i
+        assert cl.ctl_status(i)["failover"]["needs_rejoin"] == [], i
 
 
 # --------------------------------------------------------------------------
@@ -933,7 +933,7 @@ def test_two_node_host_lost_fence_peer_then_backend_then_promote(lab, fo_bin):
     cl.wait_vip_on(2, 15)
     w.wait_acks(10, 20, after=t0, srv="h2")
     w.stop()
-    assert cl.ctl_status(2)["cluster"]["primary"] == 2
+    assert cl.ctl_status(2)["failover"]["primary"] == 2
 
 
 # --------------------------------------------------------------------------
