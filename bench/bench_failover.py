@@ -5,7 +5,7 @@ Run as root (it builds a lab of network namespaces, see tests/lab):
 
     bench/bench_failover.py [--runs 20] [--bin build/release/pgvigil]
                             [--only pgvigil|pgpool] [--profile defaults|fastest]
-                            [--fault kill|host]
+                            [--fault kill|host] [--sync]
 
 Each run builds a fresh lab in the colocated layout (Lab.add_colocated_cluster):
 hosts h1, h2, h3 (192.0.2.1-3) and a client (192.0.2.100). PostgreSQL 15 runs
@@ -47,8 +47,11 @@ the surviving standby): "acked rows lost" counts acknowledged ids missing
 there; each one is listed on stderr with when it was acked and by whom.
 Replication is asynchronous (the lab's default), so a commit acknowledged in
 the last milliseconds before the fault and not yet streamed is lost by any
-failover manager; a lost row acked *after* t0 by the old primary is one that
-an orphaned backend committed after its postmaster was killed.
+failover manager: after a kill -9 of the postmaster, a backend already
+running a client's INSERT still commits and acknowledges it while the
+WAL sender, which exits as soon as its postmaster is gone, never sends it
+(such a row shows as acked a few ms *after* t0 by the old primary). With
+--sync, h2 is a synchronous standby: such a commit is never acknowledged.
 
 Everything runs inside lab namespaces through lab.popen()/lab.run(), is
 tracked and stopped by pid, and has a deadline. Nothing is aimed at a lab
@@ -114,13 +117,18 @@ def first_ack_after(writer, t0, timeout=RUN_DEADLINE):
 # --------------------------------------------------------------------------
 # the lab
 
+SYNC = False                           # --sync: h2 a synchronous standby of h1
+
+
 def make_lab():
     """The colocated layout (Lab.add_colocated_cluster): h1 primary, h2 its
-    streaming standby, h3 the witness host, the client; PostgreSQL on every
-    address with room for pgpool's connections; the table fo_rows."""
+    streaming standby (synchronous with --sync), h3 the witness host, the
+    client; PostgreSQL on every address with room for pgpool's connections;
+    the table fo_rows."""
     lab = pgvlab.Lab()
     try:
-        layout = lab.add_colocated_cluster(backends=2, witness=True, port=PG_PORT)
+        layout = lab.add_colocated_cluster(backends=2, witness=True, port=PG_PORT,
+                                           sync_standby="h2" if SYNC else None)
     except BaseException:
         lab.teardown()
         raise
@@ -229,23 +237,37 @@ def pgvigil_config(lab, layout):
         "failover": failover_commands(lab)})
 
 
+def wait_pgvigil_steady(lab, pvs, layout, timeout=30.0):
+    """Every peer answers and records backend 1 as the primary with no step
+    in progress; peer 1 coordinates and holds the VIP; every backend is up in
+    its checks (the steady state of tests/system/test_failover.py)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        for h, pv in pvs.items():
+            if not pv.alive():
+                raise RuntimeError(f"pgvigil on {h} exited; log tail:\n{pv.log_tail(20)}")
+        sts = {i: lab.pgvigil_status(h) for i, h in layout["peers"]}
+        last = {i: st and {"failover": st.get("failover"), "coordinator": st.get("coordinator"),
+                           "vip": (st.get("vip") or {}).get("state")} for i, st in sts.items()}
+        if all(st and (st.get("failover") or {}).get("primary") == 1 and
+               (st.get("failover") or {}).get("step") == "none" for st in sts.values()):
+            st = sts[1]
+            b = {x["id"]: x for x in st.get("backends") or []}
+            if st.get("coordinator") == 1 and (st.get("vip") or {}).get("state") == "held" and \
+                    all((b.get(i) or {}).get("state") == "up" for i, _ in layout["backends"]):
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"pgvigil not steady within {timeout} s: {last}")
+        time.sleep(0.1)
+
+
 def run_pgvigil(binary, fault):
     lab, layout = make_lab()
     try:
         conf = pgvigil_config(lab, layout)
         pvs = {h: lab.start_pgvigil(h, binary, conf) for _, h in layout["peers"]}
-        deadline = time.monotonic() + 30
-        while True:
-            st = lab.pgvigil_status(PRIMARY)
-            if st and (st.get("vip") or {}).get("state") == "held":
-                break
-            for h, pv in pvs.items():
-                if not pv.alive():
-                    raise RuntimeError(f"pgvigil on {h} exited; log tail:\n{pv.log_tail(20)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the VIP is not held on {PRIMARY} within 30 s; "
-                                   f"status {st and st.get('vip')}")
-            time.sleep(0.1)
+        wait_pgvigil_steady(lab, pvs, layout)
         writer = lab.start_writer(VIP, PG_PORT, period=PERIOD, attempt_timeout=ATTEMPT_TIMEOUT)
         wait_steady(writer)
         res = measure(lab, writer, fault)
@@ -257,6 +279,10 @@ def run_pgvigil(binary, fault):
             if f" {VIP}/" in r.stdout:
                 holders.append(h)
         res["holder"] = ",".join(holders) or "none"
+        done = [e for pv in pvs.values() for e in pgvlab.log_events(pv, "failover-done")]
+        res["note"] = "; failover-done " + (", ".join(
+            (f"{e['duration_ms']} ms" if "duration_ms" in e else "resumed by another coordinator")
+            + f" (new {e.get('new', '?')})" for e in done) or "never")
         return res
     finally:
         lab.teardown()
@@ -308,8 +334,8 @@ def series(name, fn, runs):
                       file=sys.stderr, flush=True)
             print(f"{name} run {r + 1}: no acknowledged write within {RUN_DEADLINE:.0f} s; "
                   f"VIP on {res['holder']}; acked {res['acked']}, lost {res['lost']} "
-                  f"(read on {res['where']}); failures: {fails} [{time.monotonic() - t:.0f} s]",
-                  file=sys.stderr, flush=True)
+                  f"(read on {res['where']}); failures: {fails}{res.get('note', '')} "
+                  f"[{time.monotonic() - t:.0f} s]", file=sys.stderr, flush=True)
             continue
         if res["lost"]:
             print(f"{name} run {r + 1}: lost {res['lost_detail']} (times from the fault)",
@@ -317,8 +343,8 @@ def series(name, fn, runs):
         xs.append(took * 1000)
         print(f"{name} run {r + 1}: {took * 1000:.0f} ms, first ack by {res['server']}, "
               f"VIP on {res['holder']}; acked {res['acked']}, lost {res['lost']} "
-              f"(read on {res['where']}); failures: {fails} [{time.monotonic() - t:.0f} s]",
-              file=sys.stderr, flush=True)
+              f"(read on {res['where']}); failures: {fails}{res.get('note', '')} "
+              f"[{time.monotonic() - t:.0f} s]", file=sys.stderr, flush=True)
     return xs, failed, errors, lost, acked
 
 
@@ -336,7 +362,12 @@ def main():
                     help="pgpool-II profile(s) to run (default: both)")
     ap.add_argument("--fault", choices=tuple(FAULTS), action="append",
                     help="fault(s) to inject (default: both)")
+    ap.add_argument("--sync", action="store_true",
+                    help="h2 is a synchronous standby (synchronous_standby_names on h1 "
+                         "only, so the promoted h2 does not wait for anyone)")
     a = ap.parse_args()
+    global SYNC
+    SYNC = a.sync
     if os.geteuid() != 0:
         sys.exit("bench_failover: run as root (network namespaces)")
     binary = os.path.abspath(a.bin)
@@ -358,8 +389,8 @@ def main():
                            a.runs)
                 rows.append(row(f"pgpool-II {ver} ({profile})", FAULTS[fault], *s))
     print(f"\nFailover: fault -> first acknowledged INSERT through the VIP {VIP} (a new "
-          f"connection every {PERIOD * 1000:.0f} ms; colocated layout, 2 PostgreSQL 15 + "
-          "1 witness host)\n")
+          f"connection every {PERIOD * 1000:.0f} ms; colocated layout, 2 PostgreSQL 15 "
+          f"({'synchronous' if SYNC else 'asynchronous'} standby) + 1 witness host)\n")
     print("| system | fault | runs | p50 | p99 | min | max | acked rows lost |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

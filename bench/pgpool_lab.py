@@ -36,6 +36,14 @@ without PostgreSQL (the witness), like our 2 data peers + 1 witness:
   where pgpool 4.3 looks for it); pgpool is started with -n (no daemon, so
   the tracked pid is the main process) and -D (no stale pgpool_status).
 
+Steady state (wait_ready): pgpool's lifecheck starts watching only ~10
+wd_intervals after pgpool starts (10 s fastest, 100 s defaults; it polls its
+readiness every 10 x wd_interval), so start() takes that long.
+
+Needs the Debian packages pgpool2 and iputils-arping (`apt-get install
+pgpool2 iputils-arping`); the package's own service is not used (keep it
+stopped). Each pgpool allocates ~130 MB of shared memory.
+
 Processes are started through lab.popen() (tracked by pid, own session) and
 stopped by pid: SIGINT (fast shutdown) of the main process, then SIGKILL of
 what is left of it and of its children, found through /proc by parent pid.
@@ -129,6 +137,8 @@ class PgpoolCluster:
             raise ValueError(f"profile must be one of {PROFILES}")
         if not os.access(PGPOOL, os.X_OK):
             raise pgvlab.LabError(f"{PGPOOL} not found: apt-get install pgpool2")
+        if not os.access(ARPING, os.X_OK):
+            raise pgvlab.LabError(f"{ARPING} not found: apt-get install iputils-arping")
         self.lab, self.nodes, self.backends = lab, list(nodes), list(backends)
         self.vip, self.profile, self.port, self.log_level = vip, profile, port, log_level
         self.base = os.path.join(lab.workdir, "pgpool")
