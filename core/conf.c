@@ -264,6 +264,12 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_FAILOVER, "self_fence", KT_BOOL, "no", 0, 0, true, NULL,
 	  FO(self_fence),
 	  "a coordinator that loses its lease while its own backend is the primary runs stop_command on it" },
+	{ SECT_FAILOVER, "watchdog_device", KT_OPT_PATH, "", 0, 0, false, NULL,
+	  FO(watchdog_device),
+	  "hardware watchdog (/dev/watchdog) the daemon feeds from its event loop, so that a hung daemon resets the host; empty = none" },
+	{ SECT_FAILOVER, "watchdog_timeout", KT_DURATION, "10s", 1000, 3600000,
+	  false, NULL, FO(watchdog_timeout_ms),
+	  "timeout set on watchdog_device, in whole seconds: the host is reset when the daemon has not fed it for this long" },
 
 	{ SECT_PEER, "address", KT_ADDRESS, NULL, 0, 0, false, NULL, P(address),
 	  "IP address of the peer; pgvigil finds itself by this address" },
@@ -1242,6 +1248,25 @@ validate_failover(struct parse *p, const struct conf *c)
 	if (c->fo.self_fence && !nonempty(c->fo.stop_command))
 		PERR(p, key_line(p, SECT_FAILOVER, 0, "self_fence"),
 		     "self_fence = yes needs a stop_command: it is the command a coordinator runs to stop its own backend");
+	/*
+	 * Watchdog drivers count in seconds. A loop that paused for less than
+	 * stall_threshold is not even a stall to the daemon: it must never
+	 * cost the host a reset.
+	 */
+	if (c->fo.watchdog_timeout_ms % 1000 != 0)
+		PERR(p, key_line(p, SECT_FAILOVER, 0, "watchdog_timeout"),
+		     "watchdog_timeout (%" PRId64 "ms) is not a whole number of seconds: a watchdog driver counts in seconds",
+		     c->fo.watchdog_timeout_ms);
+	else if (nonempty(c->fo.watchdog_device) &&
+		 c->fo.watchdog_timeout_ms <= c->wd.stall_ms) {
+		char wt[32], st[32];
+
+		format_duration(c->fo.watchdog_timeout_ms, wt, sizeof(wt));
+		format_duration(c->wd.stall_ms, st, sizeof(st));
+		PERR(p, key_line(p, SECT_FAILOVER, 0, "watchdog_timeout"),
+		     "watchdog_timeout (%s) must be longer than stall_threshold (%s): a pause the daemon survives must not reset the host; keep it well above",
+		     wt, st);
+	}
 	if (c->vip.follow == FO_VIP_PRIMARY && with_peer == 0)
 		PERR(p, key_line(p, SECT_VIP, 0, "follow"),
 		     "follow = primary needs a [backend.N] with its peer set: the coordinator role follows the primary to the peer on its host");

@@ -105,6 +105,8 @@ struct conf {
 		int64_t retry_ms;
 		int64_t retry_max_ms;
 		int64_t self_fence;	/* bool */
+		char *watchdog_device;	/* owned; empty = no hardware watchdog */
+		int64_t watchdog_timeout_ms;	/* a whole number of seconds */
 	} fo;
 	/* [peer.N], [backend.N], sorted by id */
 	struct conf_peer peers[CONF_MAX_PEERS];

@@ -5,7 +5,9 @@
  * Start-up order matters and is all-or-nothing: configuration (every error
  * reported, exit 2), identity, state directory lock, state file (a corrupt
  * one stops the start: durable state we cannot read is not guessed at),
- * boot counter made durable, then sockets. Only then does the loop run.
+ * boot counter made durable, then sockets, then the hardware watchdog
+ * (failover/hwdog.c), armed last so that a failed start never arms it.
+ * Only then does the loop run.
  *
  * Reload (SIGHUP) parses the file into a fresh configuration. If it has any
  * error the running configuration stays untouched and every error is
@@ -41,6 +43,7 @@
 #include "ctl/ctl.h"
 #include "failover/failover.h"
 #include "failover/health.h"
+#include "failover/hwdog.h"
 #include "hooks/hook.h"
 #include "vip/vip.h"
 #include "watchdog/watchdog.h"
@@ -57,6 +60,7 @@ struct daemon {
 	struct vip *vip;	/* owned */
 	struct health *health;	/* owned */
 	struct failover *fo;	/* owned */
+	struct hwdog *hwdog;	/* owned; fed by the loop, disarmed at exit */
 	/* The election's last verdict, for the VIP when the failover's changes. */
 	bool has_lease;
 	uint64_t lease_end, term;
@@ -364,6 +368,8 @@ daemon_cleanup(struct daemon *d)
 	health_free(d->health);
 	vip_free(d->vip);
 	watchdog_free(d->wd);
+	/* Last before the loop: a cleanup that hangs leaves it armed. */
+	hwdog_free(d->hwdog);
 	loop_free(d->loop);
 	if (d->lockfd >= 0)
 		close(d->lockfd);
@@ -446,6 +452,19 @@ daemon_main(const struct daemon_opts *opts)
 	d.drain = loop_timer_new(d.loop, on_drain, &d);
 	if (!d.drain) {
 		log_error("out of memory");
+		goto out;
+	}
+	/*
+	 * The hardware watchdog last: a start that fails before this never
+	 * arms it, and from here on the loop runs at once and feeds it.
+	 */
+	char hint[256];
+
+	d.hwdog = hwdog_new(d.loop, d.conf, err, sizeof(err), hint, sizeof(hint));
+	if (!d.hwdog) {
+		log_error("%s", err);
+		if (hint[0])
+			log_error("hint: %s", hint);
 		goto out;
 	}
 	loop_on_signal(d.loop, on_signal, &d);
