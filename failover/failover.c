@@ -457,6 +457,7 @@ make_config(const struct conf *c, int64_t self, struct fo_config *cfg)
 	conf_fo_config(c, self, cfg);
 	conf_wd_config(c, self, &w);
 	cfg->two_node = w.two_node;
+	cfg->recheck_bound_ms = (uint32_t)(c->health.interval_ms + c->health.timeout_ms);
 }
 
 struct failover *

@@ -30,6 +30,8 @@
 
 #define MAX_EFFECTS (4 * FO_MAX_BACKENDS + 32)
 #define VERIFY_POLL_MS 20	/* checks while a promotion is being verified */
+#define TRANSFER_WAIT_MS 1000	/* a handover takes milliseconds; this is plenty */
+#define TRANSFER_RETRY_MS 10000
 
 /* TLV types in the heartbeat extension (failover's range 0x01xx). */
 #define EXT_VIEW 0x0101
@@ -49,11 +51,11 @@ enum act {
 	ACT_VERIFY,		/* promoted: waiting to see it as primary */
 	ACT_FOLLOW,		/* follow hooks running */
 	ACT_BACKOFF,		/* a step failed: retry at retry_at */
-	ACT_TRANSFERRED,	/* handed the role over; nothing more here */
 };
 
 struct stop_ack {
-	uint64_t failover_term;	/* the failover it answers */
+	uint64_t failover_term;	/* the failover it answers: term ... */
+	uint64_t failover_seq;	/* ... and number */
 	uint64_t ver_term, ver_seq;	/* the record version that asked */
 	uint8_t backend;
 	bool ok;
@@ -110,10 +112,11 @@ struct fo {
 	enum follow_state follow[FO_MAX_BACKENDS];	/* by backend index */
 	uint8_t rejoin_running;	/* backend id, 0 = none */
 	uint64_t transfer_at;	/* no new transfer before this */
+	uint64_t transfer_sent;	/* when the last one was handed out, 0 = never */
 
 	/* the cooperative fence, as the old primary's peer */
 	bool stop_running;
-	uint64_t stop_for_term, stop_for_seq, stop_for_failover;
+	uint64_t stop_for_term, stop_for_seq, stop_for_failover, stop_for_fseq;
 	uint8_t stop_for_backend;
 	struct stop_ack my_ack;
 
@@ -529,8 +532,9 @@ maybe_stop_local(struct fo *fo)
 {
 	const struct fo_backend_config *b;
 
-	if (fo->rec.step != FO_STEP_FENCING || fo->stop_running ||
-	    !fo->cfg.has_stop_command)
+	/* Only once a majority holds the step (fence_go): see do_fence. */
+	if (fo->rec.step != FO_STEP_FENCING || !fo->rec.fence_go ||
+	    fo->stop_running || !fo->cfg.has_stop_command)
 		return;
 	b = backend_cfg(fo, fo->rec.old_primary);
 	if (!b || b->peer != fo->cfg.self)
@@ -538,6 +542,7 @@ maybe_stop_local(struct fo *fo)
 	/* Once stopped for this failover, the answer stands. */
 	if (fo->my_ack.valid && fo->my_ack.ok &&
 	    fo->my_ack.failover_term == fo->rec.failover_term &&
+	    fo->my_ack.failover_seq == fo->rec.failover_seq &&
 	    fo->my_ack.backend == b->id)
 		return;
 	/* One run per record version that asks. */
@@ -550,6 +555,7 @@ maybe_stop_local(struct fo *fo)
 	fo->stop_for_term = fo->rec.term;
 	fo->stop_for_seq = fo->rec.seq;
 	fo->stop_for_failover = fo->rec.failover_term;
+	fo->stop_for_fseq = fo->rec.failover_seq;
 	fo->stop_for_backend = b->id;
 	event(fo, "backend-stop-started",
 	      "term=%" PRIu64 " backend=%u failover_term=%" PRIu64,
@@ -605,6 +611,7 @@ static void
 enter_step(struct fo *fo, uint64_t now, enum fo_step step)
 {
 	fo->rec.step = (uint8_t)step;
+	fo->rec.fence_go = false;
 	fo->step_started = now;
 	fo->backoff_ms = 0;
 	reset_act(fo);
@@ -619,6 +626,8 @@ start_failover(struct fo *fo, uint64_t now, uint8_t old, size_t agree)
 	fo->rec.old_primary = old;
 	fo->rec.candidate = 0;
 	fo->rec.failover_term = fo->term;
+	fo->rec.failover_seq++;
+	fo->rec.fence_go = false;
 	if (fo->primary_lsn_of == old && fo->primary_lsn_seen > fo->rec.last_primary_lsn)
 		fo->rec.last_primary_lsn = fo->primary_lsn_seen;
 	/* It is never made primary again without a rejoin (S8). */
@@ -700,7 +709,9 @@ steady(struct fo *fo, uint64_t now)
 		}
 	}
 	size_t agree = count_views(fo, now, fo->rec.primary,
-				   now >= fo->primary_since + 2 * fo->cfg.settle_ms ?
+				   now >= fo->primary_since + fo->cfg.view_max_age_ms +
+				   (fo->cfg.recheck_bound_ms ? fo->cfg.recheck_bound_ms :
+				    2 * fo->cfg.settle_ms) ?
 				   view_says_failed : view_failed_only);
 	/*
 	 * The primary's own peer is silent too (its host is gone, or cut
@@ -805,6 +816,15 @@ do_fence(struct fo *fo, uint64_t now)
 			fo->deadline = now + fo->cfg.fence_timeout_ms;
 			snprintf(fo->waiting, sizeof(fo->waiting),
 				 "waiting for peer %u to stop backend %u", b->peer, old);
+			/*
+			 * The FENCING record is committed now; only this
+			 * version lets the peer act, so a failover no
+			 * majority holds never stops anything.
+			 */
+			fo->rec.fence_go = true;
+			write_record(fo, false);
+			fo->attempt_term = fo->rec.term;
+			fo->attempt_seq = fo->rec.seq;
 			/* As that peer ourselves, the stop starts here and now. */
 			maybe_stop_local(fo);
 			break;
@@ -817,7 +837,8 @@ do_fence(struct fo *fo, uint64_t now)
 	case ACT_COOP_WAIT:
 		a = b ? ack_of(fo, b->peer) : NULL;
 		if (a && a->valid && a->backend == old &&
-		    a->failover_term == fo->rec.failover_term) {
+		    a->failover_term == fo->rec.failover_term &&
+		    a->failover_seq == fo->rec.failover_seq) {
 			if (a->ok) {
 				fence_confirmed(fo, now, "cooperative");
 				break;
@@ -842,6 +863,7 @@ do_fence(struct fo *fo, uint64_t now)
 		if (now >= fo->retry_at) {
 			/* A new attempt is a new record version: the peer runs again. */
 			set_act(fo, now, ACT_IDLE);
+			fo->rec.fence_go = false;
 			write_record(fo, true);
 		}
 		break;
@@ -1060,6 +1082,8 @@ do_follow(struct fo *fo, uint64_t now)
 	bool running = false;
 
 	if (fo->act == ACT_IDLE) {
+		bool flagged = false;
+
 		set_act(fo, now, ACT_FOLLOW);
 		for (size_t i = 0; i < fo->cfg.nbackends; i++) {
 			const struct fo_backend_config *c = &fo->cfg.backends[i];
@@ -1073,6 +1097,7 @@ do_follow(struct fo *fo, uint64_t now)
 			if (!fo->cfg.has_follow_command || !v || v->health != FO_H_UP) {
 				fo->follow[i] = FS_SKIPPED;
 				set_flags(&fo->rec, c->id, FO_B_NEEDS_REJOIN, 0);
+				flagged = true;
 				event(fo, "follow-failed",
 				      "term=%" PRIu64 " backend=%u new=%u reason=\"%s\"",
 				      fo->term, c->id, fo->rec.primary,
@@ -1088,6 +1113,8 @@ do_follow(struct fo *fo, uint64_t now)
 			hook(fo, FO_HOOK_FOLLOW, c->id, fo->rec.primary,
 			     fo->rec.old_primary);
 		}
+		if (flagged)
+			write_record(fo, false);
 	}
 	for (size_t i = 0; i < fo->cfg.nbackends; i++)
 		if (fo->follow[i] == FS_RUNNING)
@@ -1166,14 +1193,13 @@ maybe_transfer(struct fo *fo, uint64_t now)
 {
 	const struct fo_backend_config *b;
 	struct fo_effect *e;
+	int pi;
 
-	if (fo->act == ACT_TRANSFERRED) {
-		if (now < fo->transfer_at)
-			return true;
-		/* It did not take (the target did not stand): carry on here. */
-		set_act(fo, now, ACT_IDLE);
-	}
-	if (fo->cfg.vip_follow != FO_VIP_PRIMARY || !fo->rec.primary)
+	/* Just handed out: give it a moment to take before doing anything. */
+	if (fo->transfer_sent && now < fo->transfer_sent + TRANSFER_WAIT_MS)
+		return true;
+	if (fo->cfg.vip_follow != FO_VIP_PRIMARY || !fo->rec.primary ||
+	    now < fo->transfer_at)
 		return false;
 	if (fo->rec.step != FO_STEP_NONE &&
 	    !(fo->rec.step == FO_STEP_FOLLOWING && fo->act == ACT_IDLE))
@@ -1181,15 +1207,11 @@ maybe_transfer(struct fo *fo, uint64_t now)
 	if (fo->rejoin_running)
 		return false;
 	b = backend_cfg(fo, fo->rec.primary);
-	if (!b || !b->peer || b->peer == fo->cfg.self || !peer_up(fo, b->peer, now) ||
-	    now < fo->transfer_at)
+	if (!b || !b->peer || b->peer == fo->cfg.self || !peer_up(fo, b->peer, now))
 		return false;
-	{
-		int pi = peer_index(fo, b->peer);
-
-		if (pi < 0 || !fo->cfg.peer_eligible[pi])
-			return false;
-	}
+	pi = peer_index(fo, b->peer);
+	if (pi < 0 || !fo->cfg.peer_eligible[pi])
+		return false;
 	e = effect(fo, FO_EFF_TRANSFER);
 	if (!e)
 		return false;
@@ -1197,9 +1219,12 @@ maybe_transfer(struct fo *fo, uint64_t now)
 	event(fo, "coordinator-transfer",
 	      "term=%" PRIu64 " to=%u primary=%u step=%s", fo->term, b->peer,
 	      fo->rec.primary, fo_step_name(fo->rec.step));
-	set_act(fo, now, ACT_TRANSFERRED);
-	/* If it does not take, try again later, not on every step. */
-	fo->transfer_at = now + 2000;
+	fo->transfer_sent = now;
+	/*
+	 * If it does not take (the peer could not stand), the steps go on
+	 * here and the handover is tried again later, not on every step.
+	 */
+	fo->transfer_at = now + TRANSFER_RETRY_MS;
 	return true;
 }
 
@@ -1264,6 +1289,9 @@ maybe_sync(struct fo *fo, uint64_t now)
 	reset_act(fo);
 	fo->step_started = now;
 	fo->primary_since = now;
+	/* A choice made here wants checks newer than this moment (resumed at selecting). */
+	fo->fenced_at = now;
+	check_now(fo);
 	/* Our own version of the newest record, in our term. */
 	write_record(fo, fo->rec.step != FO_STEP_NONE);
 	if (fo->rec.step != FO_STEP_NONE)
@@ -1378,6 +1406,7 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 	fo->synced = false;
 	fo->failover_started = 0;
 	fo->rejoin_running = 0;
+	fo->transfer_sent = 0;
 	reset_act(fo);
 	clear_alarm(fo);
 	maybe_sync(fo, now);
@@ -1539,6 +1568,8 @@ put_record(struct wcur *c, const struct fo_record *r)
 	w8(c, r->old_primary);
 	w8(c, r->candidate);
 	w64(c, r->failover_term);
+	w64(c, r->failover_seq);
+	w8(c, r->fence_go ? 1 : 0);
 	w64(c, r->last_primary_lsn);
 	w8(c, r->paused ? 1 : 0);
 	w8(c, r->nflags);
@@ -1567,6 +1598,8 @@ get_record(struct rcur *c, struct fo_record *r)
 	r->old_primary = r8(c);
 	r->candidate = r8(c);
 	r->failover_term = r64(c);
+	r->failover_seq = r64(c);
+	r->fence_go = r8(c) != 0;
 	r->last_primary_lsn = r64(c);
 	r->paused = r8(c) != 0;
 	r->nflags = r8(c);
@@ -1612,6 +1645,7 @@ fo_ext(const struct fo *fo, uint8_t *buf, size_t cap)
 	if (fo->my_ack.valid) {
 		at = tlv_begin(&c, EXT_STOP_ACK);
 		w64(&c, fo->my_ack.failover_term);
+		w64(&c, fo->my_ack.failover_seq);
 		w64(&c, fo->my_ack.ver_term);
 		w64(&c, fo->my_ack.ver_seq);
 		w8(&c, fo->my_ack.backend);
@@ -1677,6 +1711,7 @@ fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 			break;
 		case EXT_STOP_ACK:
 			nv.ack.failover_term = r64(&t);
+			nv.ack.failover_seq = r64(&t);
 			nv.ack.ver_term = r64(&t);
 			nv.ack.ver_seq = r64(&t);
 			nv.ack.backend = r8(&t);
@@ -1732,6 +1767,7 @@ fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 		fo->stop_running = false;
 		fo->my_ack = (struct stop_ack){
 			.failover_term = fo->stop_for_failover,
+			.failover_seq = fo->stop_for_fseq,
 			.ver_term = fo->stop_for_term,
 			.ver_seq = fo->stop_for_seq,
 			.backend = fo->stop_for_backend,
@@ -1805,6 +1841,7 @@ fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 		} else {
 			fo->ctr.follows_failed++;
 			set_flags(&fo->rec, backend, FO_B_NEEDS_REJOIN, 0);
+			write_record(fo, false);
 			event(fo, "follow-failed",
 			      "term=%" PRIu64 " backend=%u new=%u reason=\"follow_primary_command failed; it needs a rejoin\"",
 			      fo->term, backend, fo->rec.primary);
@@ -1851,7 +1888,7 @@ fo_next_wakeup(const struct fo *fo)
 	cand[0] = fo->deadline;
 	cand[1] = fo->act == ACT_BACKOFF ? fo->retry_at : 0;
 	cand[2] = fo->next_poll;
-	cand[3] = fo->act == ACT_TRANSFERRED ? fo->transfer_at : 0;
+	cand[3] = fo->transfer_sent ? fo->transfer_sent + TRANSFER_WAIT_MS : 0;
 	/*
 	 * Every input runs the steps, so a deadline at or before the last
 	 * input's time has been dealt with: returning it again would only
@@ -1961,11 +1998,12 @@ fo_record_format(const struct fo_record *r, char *buf, size_t len)
 	n = (size_t)snprintf(buf, len,
 			     "term=%" PRIu64 " seq=%" PRIu64 " primary=%u timeline=%" PRIu32
 			     " system_id=%" PRIu64 " switch_lsn=%" PRIu64 " step=%u old=%u"
-			     " candidate=%u failover_term=%" PRIu64 " last_primary_lsn=%" PRIu64
-			     " paused=%u flags=",
+			     " candidate=%u failover_term=%" PRIu64 " failover_seq=%" PRIu64
+			     " fence_go=%u last_primary_lsn=%" PRIu64 " paused=%u flags=",
 			     r->term, r->seq, r->primary, r->timeline, r->system_id,
 			     r->switch_lsn, r->step, r->old_primary, r->candidate,
-			     r->failover_term, r->last_primary_lsn, r->paused ? 1 : 0);
+			     r->failover_term, r->failover_seq, r->fence_go ? 1 : 0,
+			     r->last_primary_lsn, r->paused ? 1 : 0);
 	for (size_t i = 0; i < r->nflags && n < len; i++)
 		n += (size_t)snprintf(buf + n, len - n, "%s%u:%u", i ? "," : "",
 				      r->flags[i].backend, r->flags[i].flags);
@@ -2068,6 +2106,8 @@ fo_record_parse(const char *s, struct fo_record *r)
 		else if (strcmp(f, "old") == 0 && v <= 255) r->old_primary = (uint8_t)v;
 		else if (strcmp(f, "candidate") == 0 && v <= 255) r->candidate = (uint8_t)v;
 		else if (strcmp(f, "failover_term") == 0) r->failover_term = v;
+		else if (strcmp(f, "failover_seq") == 0) r->failover_seq = v;
+		else if (strcmp(f, "fence_go") == 0 && v <= 1) r->fence_go = v != 0;
 		else if (strcmp(f, "last_primary_lsn") == 0) r->last_primary_lsn = v;
 		else if (strcmp(f, "paused") == 0 && v <= 1) r->paused = v != 0;
 		else

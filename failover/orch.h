@@ -88,6 +88,8 @@ struct fo_record {
 	uint8_t old_primary;	/* failover in progress: the failed primary */
 	uint8_t candidate;	/* PROMOTING / FOLLOWING: the new primary */
 	uint64_t failover_term;	/* term in which the failover in progress began */
+	uint64_t failover_seq;	/* failovers recorded so far: with failover_term, names this one */
+	bool fence_go;		/* FENCING, committed: the old primary's peer may stop it now */
 	uint64_t last_primary_lsn;	/* highest LSN the old primary was seen at */
 	bool paused;		/* maintenance: no automatic action */
 	uint8_t nflags;
@@ -140,6 +142,11 @@ struct fo_config {
 	uint32_t retry_ms;	/* first retry after a failed step; doubles */
 	uint32_t retry_max_ms;
 	uint32_t settle_ms;	/* after a fence: fresh checks of the standbys within */
+	/*
+	 * Every peer has checked a backend again within this (health interval
+	 * + timeout); 0 = 2 * settle_ms.
+	 */
+	uint32_t recheck_bound_ms;
 };
 
 enum fo_hook_kind {

@@ -621,6 +621,8 @@ test_ext_and_record_codecs(void **state)
 	r.old_primary = 1;
 	r.candidate = 2;
 	r.failover_term = 8;
+	r.failover_seq = 3;
+	r.fence_go = true;
 	r.last_primary_lsn = 123456789;
 	r.paused = true;
 	r.nflags = 2;
@@ -667,6 +669,116 @@ test_silent_primary_peer_makes_suspect_enough(void **state)
 	cl_free(&c);
 }
 
+/* One datagram, from -> to, and nothing back. */
+static void
+send_one(struct cl *c, uint8_t from, uint8_t to)
+{
+	uint8_t buf[1024];
+	size_t len = fo_ext(c->fo[from], buf, sizeof(buf));
+
+	c->now += 1;
+	assert_int_equal(fo_peer_ext(c->fo[to], c->now, from, buf, len), 0);
+	effects(c, to);
+}
+
+static void
+test_no_stop_before_a_majority_holds_the_step(void **state)
+{
+	struct cl c;
+	struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	(void)state;
+	steady(&c, 2);
+	see(&c, 1, v, 2);
+	see(&c, 3, v, 2);
+	send_one(&c, 1, 2);
+	send_one(&c, 3, 2);
+	see(&c, 2, v, 2);
+	assert_true(has_event(&c, 2, "failover-started"));
+	/* Peer 1 holds the step, but the coordinator has not heard so. */
+	send_one(&c, 2, 1);
+	assert_int_equal(fo_record(c.fo[1])->step, FO_STEP_FENCING);
+	assert_null(find_hook(&c, FO_HOOK_STOP, false));
+	/* Once a majority holds it, the go follows and peer 1 stops its backend. */
+	send_one(&c, 1, 2);
+	send_one(&c, 2, 1);
+	assert_non_null(find_hook(&c, FO_HOOK_STOP, true));
+	cl_free(&c);
+}
+
+static void
+test_same_backend_failed_twice_in_one_term_is_fenced_twice(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char err[128];
+
+	(void)state;
+	steady(&c, 2);
+	primary_fails(&c, 2, 1000, 0);
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	primary_fails(&c, 2, 1000, 0);
+	finish(&c, find_hook(&c, FO_HOOK_PROMOTE, true), true);
+	{
+		struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+					view(2, FO_H_UP, FO_R_PRIMARY, 2, 1100) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 3);
+	}
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
+	/* Backend 1 rejoins, then is made primary again by hand (a switchover). */
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_REJOIN, 1, err, sizeof(err)), 0);
+	effects(&c, 1);
+	exchange(&c, 2);
+	finish(&c, find_hook(&c, FO_HOOK_REJOIN, true), true);
+	exchange(&c, 2);
+	assert_false(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
+	/* Now backend 2 fails; backend 1 is promoted; then backend 1 fails again. */
+	{
+		struct fo_view v[2] = { view(1, FO_H_UP, FO_R_STANDBY, 2, 1200),
+					view(2, FO_H_FAILED, FO_R_PRIMARY, 2, 1200) };
+
+		c.now += 10000;
+		see_all(&c, v, 2);
+		exchange(&c, 3);
+	}
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	{
+		struct fo_view v[2] = { view(1, FO_H_UP, FO_R_STANDBY, 2, 1200),
+					view(2, FO_H_FAILED, FO_R_PRIMARY, 2, 1200) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 2);
+	}
+	finish(&c, find_hook(&c, FO_HOOK_PROMOTE, true), true);
+	{
+		struct fo_view v[2] = { view(1, FO_H_UP, FO_R_PRIMARY, 3, 1300),
+					view(2, FO_H_FAILED, FO_R_PRIMARY, 2, 1200) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 3);
+	}
+	assert_int_equal(fo_record(c.fo[2])->primary, 1);
+	/* A rejoin of backend 2, then backend 1 fails again, in the same term. */
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_REJOIN, 2, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 2);
+	finish(&c, find_hook(&c, FO_HOOK_REJOIN, true), true);
+	exchange(&c, 2);
+	c.now += 10000;
+	primary_fails(&c, 2, 1300, 0);
+	/* The earlier "stopped" answer of peer 1 is for another failover. */
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 1);
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, true));
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -683,6 +795,8 @@ main(void)
 		cmocka_unit_test(test_pause_blocks_resume_allows),
 		cmocka_unit_test(test_vip_follows_primary),
 		cmocka_unit_test(test_ext_and_record_codecs),
+		cmocka_unit_test(test_no_stop_before_a_majority_holds_the_step),
+		cmocka_unit_test(test_same_backend_failed_twice_in_one_term_is_fenced_twice),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
