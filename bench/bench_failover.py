@@ -208,25 +208,11 @@ def run_pgpool(profile, fault):
 # pgvigil
 
 def failover_commands(lab):
-    """[failover] hook command lines as in the scripts' header comments (and
-    tests/system/test_failover.py): pgvigil-promote by SQL, pgvigil-stop on
-    the old primary's own peer, pgvigil-follow over the lab's ssh stand-in,
-    the lab's STONITH tests/lab/fence-backend-lab (link down + SIGKILL of the
-    postmaster). Term records per peer under the lab workdir."""
-    wd, scripts = lab.workdir, os.path.join(REPO, "hooks", "scripts")
-    ssh = lab.ssh_shim()
-    state = f"{wd}/hookstate/%i"
-    standby = (f"--host %h --port %p --data %D --id %d --primary-host %H --primary-port %r "
-               f"--term %T --ssh postgres@%h --ssh-command {ssh} --state-dir {state} "
-               f"--repl-user replicator")
-    return {
-        "failover_command": f"{scripts}/pgvigil-promote --host %H --port %r --id %m --term %T "
-                            f"--state-dir {state}",
-        "stop_command": f"{scripts}/pgvigil-stop --data %D --id %d",
-        "follow_primary_command": f"{scripts}/pgvigil-follow {standby}",
-        "fence_command": f"{os.path.join(REPO, 'tests', 'lab', 'fence-backend-lab')} {wd} "
-                         "%d %h %D %T",
-    }
+    """[failover] hook command lines as the system tests use them: the
+    shipped scripts (pgvigil-promote by SQL, pgvigil-stop on the old
+    primary's own peer, pgvigil-follow over the lab's ssh stand-in) and the
+    lab's STONITH tests/lab/fence-backend-lab (Lab.failover_hooks)."""
+    return lab.failover_hooks()
 
 
 def pgvigil_config(lab, layout):

@@ -32,9 +32,6 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import pgvlab  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-SCRIPTS = os.path.join(REPO, "hooks", "scripts")
-FENCE_BACKEND_LAB = os.path.join(REPO, "tests", "lab", "fence-backend-lab")
 DEMO_DIR = "/tmp/pgvigil-demo"
 VIP = pgvlab.vip_addr(0)[0]
 STATE = os.path.join(DEMO_DIR, "lab.json")
@@ -96,34 +93,8 @@ def wait_for(what, timeout, fn, period=0.05):
 
 
 def hook_wrappers(lab):
-    """[failover] command lines of the shipped scripts (those of their
-    header comments), each called through a wrapper in <workdir>/hk that
-    adds the lab's options: the ssh stand-in, the term records per peer,
-    the lab's PostgreSQL log of the backend, the replication user."""
-    wd = lab.workdir
-    ssh = lab.ssh_shim()
-    hk = os.path.join(wd, "hk")
-    os.makedirs(hk, exist_ok=True)
-    common = f'--state-dir "{wd}/hookstate/$PGVIGIL_PEER_ID"'
-    standby = (f'{common} --ssh-command {ssh} --pg-log "{wd}/pglog/h$PGVIGIL_NODE_ID.log" '
-               "--repl-user replicator")
-    for name, script, extra in (("promote", "pgvigil-promote", common),
-                                ("stop", "pgvigil-stop", ""),
-                                ("follow", "pgvigil-follow", standby),
-                                ("rejoin", "pgvigil-rejoin", standby)):
-        path = os.path.join(hk, name)
-        with open(path, "w") as f:
-            f.write(f'#!/bin/sh\nexec {SCRIPTS}/{script} "$@" {extra}\n')
-        os.chmod(path, 0o755)
-    standby_args = ("--host %h --port %p --data %D --id %d --primary-host %H --primary-port %r "
-                    "--term %T --ssh postgres@%h")
-    return {
-        "failover_command": f"{hk}/promote --host %H --port %r --id %m --term %T",
-        "stop_command": f"{hk}/stop --data %D --id %d",
-        "follow_primary_command": f"{hk}/follow {standby_args}",
-        "fence_command": f"{FENCE_BACKEND_LAB} {wd} %d %h %D %T",
-        "rejoin_command": f"{hk}/rejoin {standby_args}",
-    }
+    """[failover] command lines of the shipped scripts (Lab.failover_hooks)."""
+    return lab.failover_hooks()
 
 
 class Demo:

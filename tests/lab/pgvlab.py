@@ -1919,6 +1919,43 @@ time.sleep(tmo + 1)
         self._check_live()
         return Lab.Writer(self, host, target, port, table, period, attempt_timeout, maxsec)
 
+    def failover_hooks(self) -> dict:
+        """[failover] command lines of the shipped hook scripts (those of
+        their header comments), each called through a wrapper in
+        <workdir>/hk that adds the lab's options: the ssh stand-in, the term
+        records per peer (<workdir>/hookstate/<peer id>), the lab's
+        PostgreSQL log of the backend, the replication user; and the lab's
+        STONITH tests/lab/fence-backend-lab as fence_command. Used by the
+        failover system tests, the demo and the failover bench."""
+        self._check_live()
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+        scripts = os.path.join(repo, "hooks", "scripts")
+        fence = os.path.join(repo, "tests", "lab", "fence-backend-lab")
+        wd = self.workdir
+        ssh = self.ssh_shim()
+        hk = os.path.join(wd, "hk")
+        os.makedirs(hk, exist_ok=True)
+        common = f'--state-dir "{wd}/hookstate/$PGVIGIL_PEER_ID"'
+        standby = (f'{common} --ssh-command {ssh} --pg-log "{wd}/pglog/h$PGVIGIL_NODE_ID.log" '
+                   "--repl-user replicator")
+        for name, script, extra in (("promote", "pgvigil-promote", common),
+                                    ("stop", "pgvigil-stop", ""),
+                                    ("follow", "pgvigil-follow", standby),
+                                    ("rejoin", "pgvigil-rejoin", standby)):
+            path = os.path.join(hk, name)
+            with open(path, "w") as f:
+                f.write(f'#!/bin/sh\nexec {scripts}/{script} "$@" {extra}\n')
+            os.chmod(path, 0o755)
+        standby_args = ("--host %h --port %p --data %D --id %d --primary-host %H "
+                        "--primary-port %r --term %T --ssh postgres@%h")
+        return {
+            "failover_command": f"{hk}/promote --host %H --port %r --id %m --term %T",
+            "stop_command": f"{hk}/stop --data %D --id %d",
+            "follow_primary_command": f"{hk}/follow {standby_args}",
+            "fence_command": f"{fence} {wd} %d %h %D %T",
+            "rejoin_command": f"{hk}/rejoin {standby_args}",
+        }
+
     def table_ids(self, host: str, table: str = FO_TABLE) -> set[int]:
         """Every id in host's table (psql in host's namespace)."""
         out = self.psql(host, f"SELECT id FROM {table}", timeout=30)

@@ -38,8 +38,6 @@ import pytest
 import pgvlab
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO / "hooks" / "scripts"
-FENCE_BACKEND_LAB = REPO / "tests" / "lab" / "fence-backend-lab"
 FENCE_LAB = REPO / "tests" / "lab" / "fence-lab"
 VIP = pgvlab.vip_addr(0)[0]
 IP = pgvlab.IP
@@ -84,36 +82,9 @@ def wait_for(what, timeout, fn, period=0.05):
 
 
 def failover_commands(lab):
-    """[failover] hook command lines: those of the scripts' header comments.
-    Each shipped script is called through a small wrapper in
-    <workdir>/hk that adds the lab's options: the ssh stand-in, the term
-    records per host (<workdir>/hookstate/<peer id>), the lab's PostgreSQL
-    log of the backend, the replication user. (The wrappers also keep each
-    line under the daemon's line-length limit.)"""
-    wd = lab.workdir
-    ssh = lab.ssh_shim()
-    hk = os.path.join(wd, "hk")
-    os.makedirs(hk, exist_ok=True)
-    common = f'--state-dir "{wd}/hookstate/$PGVIGIL_PEER_ID"'
-    standby = (f'{common} --ssh-command {ssh} --pg-log "{wd}/pglog/h$PGVIGIL_NODE_ID.log" '
-               "--repl-user replicator")
-    for name, script, extra in (("promote", "pgvigil-promote", common),
-                                ("stop", "pgvigil-stop", ""),
-                                ("follow", "pgvigil-follow", standby),
-                                ("rejoin", "pgvigil-rejoin", standby)):
-        path = os.path.join(hk, name)
-        with open(path, "w") as f:
-            f.write(f'#!/bin/sh\nexec {SCRIPTS}/{script} "$@" {extra}\n')
-        os.chmod(path, 0o755)
-    standby_args = ("--host %h --port %p --data %D --id %d --primary-host %H --primary-port %r "
-                    "--term %T --ssh postgres@%h")
-    return {
-        "failover_command": f"{hk}/promote --host %H --port %r --id %m --term %T",
-        "stop_command": f"{hk}/stop --data %D --id %d",
-        "follow_primary_command": f"{hk}/follow {standby_args}",
-        "fence_command": f"{FENCE_BACKEND_LAB} {wd} %d %h %D %T",
-        "rejoin_command": f"{hk}/rejoin {standby_args}",
-    }
+    """[failover] hook command lines: the shipped scripts through the lab's
+    wrappers (Lab.failover_hooks)."""
+    return lab.failover_hooks()
 
 
 def write_script(lab, name, body):
