@@ -406,9 +406,10 @@ struct sim {
 	int cur;		/* backend idx of the current primary epoch */
 	uint32_t epoch;
 	uint64_t epoch_fterm;	/* failover_term of the failover of this epoch's primary, 0 = none */
+	uint64_t epoch_fseq;	/* ... and its failover_seq */
 	uint64_t lost_at;	/* when the current primary stopped being writable, 0 = writable */
 	struct {
-		uint64_t fterm;
+		uint64_t fterm, fseq;	/* the failover: its term and number */
 		uint64_t fence_at;	/* real µs of backend-fence-done, 0 = not seen */
 		uint64_t sampled;	/* own samples of the old primary by the starter */
 		uint8_t old;
@@ -640,10 +641,10 @@ blsn(const struct sbackend *b)
 }
 
 static int
-find_fo_log(const struct sim *s, uint64_t fterm)
+find_fo_log(const struct sim *s, const struct fo_record *r)
 {
 	for (size_t i = 0; i < s->nfo_log; i++)
-		if (s->fo_log[i].fterm == fterm)
+		if (s->fo_log[i].fterm == r->failover_term && s->fo_log[i].fseq == r->failover_seq)
 			return (int)i;
 	return -1;
 }
@@ -676,7 +677,8 @@ rec_eq(const struct fo_record *a, const struct fo_record *b)
 	    a->timeline != b->timeline || a->system_id != b->system_id ||
 	    a->switch_lsn != b->switch_lsn || a->step != b->step ||
 	    a->old_primary != b->old_primary || a->candidate != b->candidate ||
-	    a->failover_term != b->failover_term ||
+	    a->failover_term != b->failover_term || a->failover_seq != b->failover_seq ||
+	    a->fence_go != b->fence_go ||
 	    a->last_primary_lsn != b->last_primary_lsn || a->paused != b->paused ||
 	    a->nflags != b->nflags || a->nops != b->nops)
 		return false;
@@ -969,6 +971,10 @@ start_hook(struct sim *s, size_t i, const struct fo_effect *e)
 			if ((int)x != ci && writable(s, x))
 				violation(s, "inv2 promote hook for %u starts while backend %u is writable",
 					  e->new_primary, s->b[x].id);
+		/* ... and the fence was confirmed: the record says so. */
+		if (!s->violated && !(fo_record_flags(r, e->old_primary) & FO_B_FENCED))
+			violation(s, "inv2 promote hook for %u starts but the record does not show the "
+				  "old primary %u fenced", e->new_primary, e->old_primary);
 		/* Invariant 5: never a backend that needs a rejoin (or cannot be one). */
 		if (!s->violated && (fo_record_flags(r, e->new_primary) & FO_B_NEEDS_REJOIN))
 			violation(s, "inv5 promote hook for %u, flagged needs-rejoin in the record",
@@ -992,16 +998,20 @@ start_hook(struct sim *s, size_t i, const struct fo_effect *e)
 		int oi = s->bidx_of[r->old_primary];
 
 		if (r->step != FO_STEP_NONE && oi != 0xff && oi == s->cur) {
-			if (s->epoch_fterm && s->epoch_fterm != r->failover_term && !s->o->strict_two_node &&
+			bool other = s->epoch_fterm && (s->epoch_fterm != r->failover_term ||
+							s->epoch_fseq != r->failover_seq);
+
+			if (other && !s->o->strict_two_node &&
 			    s->mode == M_TWO_NODE) {
 				s->st.second_failovers++;
 				trace(s, "  note: a second failover (failover_term %" PRIu64 ") of primary %u acts",
 				      r->failover_term, r->old_primary);
-			} else if (s->epoch_fterm && s->epoch_fterm != r->failover_term)
+			} else if (other)
 				violation(s, "inv4 a second failover (failover_term %" PRIu64 ") of primary %u "
 					  "acts (%s), after failover %" PRIu64 " of it did", r->failover_term,
 					  r->old_primary, hook_name(e->hook), s->epoch_fterm);
 			s->epoch_fterm = r->failover_term;
+			s->epoch_fseq = r->failover_seq;
 			if (s->violated)
 				return;
 		}
@@ -1278,9 +1288,10 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 		int oi = s->bidx_of[r->old_primary];
 
 		s->st.fo_started++;
-		if (s->nfo_log < 64 && find_fo_log(s, r->failover_term) < 0) {
+		if (s->nfo_log < 64 && find_fo_log(s, r) < 0) {
 			k = (int)s->nfo_log++;
 			s->fo_log[k].fterm = r->failover_term;
+			s->fo_log[k].fseq = r->failover_seq;
 			s->fo_log[k].fence_at = 0;
 			s->fo_log[k].old = r->old_primary;
 			s->fo_log[k].sampled = oi != 0xff ? p->hv[oi].max_primary_lsn : 0;
@@ -1304,7 +1315,7 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 				  s->b[oi].healthy_since <= s->b[oi].primary_since ?
 				  ", ever since it was promoted" : "");
 	} else if (!strcmp(t, "backend-fence-done")) {
-		k = find_fo_log(s, r->failover_term);
+		k = find_fo_log(s, r);
 		if (k >= 0 && !s->fo_log[k].fence_at)
 			s->fo_log[k].fence_at = s->now;
 	} else if (!strcmp(t, "failover-done")) {
@@ -1332,7 +1343,7 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 		}
 		c = &s->b[ci];
 		s->st.s4_checked++;
-		k = find_fo_log(s, r->failover_term);
+		k = find_fo_log(s, r);
 		fence_at = k >= 0 ? s->fo_log[k].fence_at : 0;
 		sampled = k >= 0 ? s->fo_log[k].sampled : 0;
 		if (blsn(c) + p->fcfg.max_lag < sampled)
@@ -2321,6 +2332,7 @@ make_config(struct sim *s)
 	f.retry_ms = rng_chance(r, 300000) ? 1000 : rr(r, 10, 1000);
 	f.retry_max_ms = rr(r, f.retry_ms, 8000);
 	f.settle_ms = s->ct_ms;
+	f.recheck_bound_ms = s->ci_ms + s->ct_ms;	/* as failover.c sets it */
 	for (size_t i = 0; i < s->n; i++) {
 		struct speer *p = &s->p[i];
 
@@ -2745,10 +2757,8 @@ why_not_live(struct sim *s)
 		if (!s->p[c].fcfg.has_fence_command &&
 		    (s->p[o->host].st != PS_UP || !s->p[c].fcfg.has_stop_command))
 			return EX_7;
-		if (!s->p[c].fcfg.has_fence_command && s->power_fence)
-			(void)0;
-		if (s->p[c].fcfg.has_fence_command && !s->power_fence &&
-		    (!s->h[o->host].up) && s->p[o->host].st != PS_UP)
+		if (s->p[c].fcfg.has_fence_command && !s->power_fence && !s->h[o->host].up &&
+		    (!s->p[c].fcfg.has_stop_command || s->p[o->host].st != PS_UP))
 			return EX_8;
 	}
 	if (r->step >= FO_STEP_PROMOTING && r->candidate) {
