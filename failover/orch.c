@@ -96,6 +96,12 @@ struct fo {
 	 * was: "up as a standby" counts as a failure only after that.
 	 */
 	uint64_t primary_since;
+	/*
+	 * The record version that made rec.primary the primary (or that this
+	 * coordinator synced with): a peer holding an older record has not
+	 * heard of it, and its view of it is older too.
+	 */
+	uint64_t primary_ver_term, primary_ver_seq;
 
 	/* coordinator progress */
 	enum act act;
@@ -359,6 +365,8 @@ write_record(struct fo *fo, bool commit)
 	struct fo_effect *e;
 	int si = self_index(fo);
 
+	if (fo->rec.term > fo->term)
+		return;		/* never behind a newer term's record (see fo_set_coordinator) */
 	if (fo->rec.term != fo->term) {
 		fo->rec.term = fo->term;
 		fo->rec.seq = 0;
@@ -446,6 +454,22 @@ view_failed_only(const struct fo_view *v)
 	return v && v->health == FO_H_FAILED;
 }
 
+static bool
+view_up_primary(const struct fo_view *v)
+{
+	return v && v->health == FO_H_UP && v->role == FO_R_PRIMARY;
+}
+
+/* Whether peer index i has heard of the current primary (see primary_ver). */
+static bool
+knows_primary(const struct fo *fo, size_t i)
+{
+	const struct pview *p = &fo->pv[i];
+
+	return (int)i == self_index(fo) ||
+	       ver_ge(p->rec_term, p->rec_seq, fo->primary_ver_term, fo->primary_ver_seq);
+}
+
 static size_t
 count_views(const struct fo *fo, uint64_t now, uint8_t backend,
 	    bool (*pred)(const struct fo_view *))
@@ -455,17 +479,16 @@ count_views(const struct fo *fo, uint64_t now, uint8_t backend,
 	for (size_t i = 0; i < fo->cfg.npeers; i++) {
 		if (!fresh(fo, (int)i, now))
 			continue;
+		/* A failure of the primary is only believed from a peer that knows it. */
+		if (backend == fo->rec.primary && pred != view_up_primary &&
+		    !knows_primary(fo, i))
+			continue;
 		if (pred(view_of(&fo->pv[i], backend)))
 			n++;
 	}
 	return n;
 }
 
-static bool
-view_up_primary(const struct fo_view *v)
-{
-	return v && v->health == FO_H_UP && v->role == FO_R_PRIMARY;
-}
 
 /* The cooperative fence's answer from peer id (our own when it is us). */
 static const struct stop_ack *
@@ -686,6 +709,8 @@ steady(struct fo *fo, uint64_t now)
 		      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64,
 		      fo->term, seen[0], v->timeline, v->lsn);
 		write_record(fo, false);
+		fo->primary_ver_term = fo->rec.term;
+		fo->primary_ver_seq = fo->rec.seq;
 		return;
 	}
 	/* Another primary beside the recorded one: say so, do nothing. */
@@ -708,11 +733,25 @@ steady(struct fo *fo, uint64_t now)
 			write_record(fo, false);
 		}
 	}
-	size_t agree = count_views(fo, now, fo->rec.primary,
-				   now >= fo->primary_since + fo->cfg.view_max_age_ms +
-				   (fo->cfg.recheck_bound_ms ? fo->cfg.recheck_bound_ms :
-				    2 * fo->cfg.settle_ms) ?
-				   view_says_failed : view_failed_only);
+	/*
+	 * Only "failed" counts. A primary seen up as a standby is news, not a
+	 * failure: a view keeps the role of its last successful check, which
+	 * may be from before the promotion for a while (the simulator found
+	 * false failovers of healthy new primaries that way), and a primary
+	 * demoted by hand answers, so nothing is promoted beside it.
+	 */
+	size_t agree = count_views(fo, now, fo->rec.primary, view_failed_only);
+
+	if (agree < q && now >= fo->primary_since + fo->cfg.view_max_age_ms +
+	    (fo->cfg.recheck_bound_ms ? fo->cfg.recheck_bound_ms : 2 * fo->cfg.settle_ms) &&
+	    count_views(fo, now, fo->rec.primary, view_says_failed) >= q) {
+		char why[140];
+
+		snprintf(why, sizeof(why),
+			 "the primary, backend %u, is up as a standby; no standby is promoted while it answers",
+			 fo->rec.primary);
+		alarm_once(fo, "failover-blocked", why);
+	}
 	/*
 	 * The primary's own peer is silent too (its host is gone, or cut
 	 * off from us): one failed check per peer is enough then, instead
@@ -728,7 +767,7 @@ steady(struct fo *fo, uint64_t now)
 			for (size_t i = 0; i < fo->cfg.npeers; i++) {
 				const struct fo_view *v;
 
-				if (!fresh(fo, (int)i, now))
+				if (!fresh(fo, (int)i, now) || !knows_primary(fo, i))
 					continue;
 				v = view_of(&fo->pv[i], fo->rec.primary);
 				if (v && (v->health == FO_H_SUSPECT || v->health == FO_H_FAILED))
@@ -1001,6 +1040,8 @@ promoted(struct fo *fo, uint64_t now, const struct fo_view *v)
 	 * takes this same step, without promoting anything.
 	 */
 	write_record(fo, false);
+	fo->primary_ver_term = fo->rec.term;
+	fo->primary_ver_seq = fo->rec.seq;
 	(void)bc;
 }
 
@@ -1294,6 +1335,8 @@ maybe_sync(struct fo *fo, uint64_t now)
 	check_now(fo);
 	/* Our own version of the newest record, in our term. */
 	write_record(fo, fo->rec.step != FO_STEP_NONE);
+	fo->primary_ver_term = fo->rec.term;
+	fo->primary_ver_seq = fo->rec.seq;
 	if (fo->rec.step != FO_STEP_NONE)
 		event(fo, "failover-resumed",
 		      "term=%" PRIu64 " step=%s old=%u candidate=%u",
@@ -1397,6 +1440,18 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 			fo->coordinator = false;
 			reset_act(fo);
 			clear_alarm(fo);
+		}
+		return;
+	}
+	/*
+	 * A record of a newer term exists (two-node mode: the election may
+	 * not have heard of that term yet): this term's coordinator must
+	 * not write behind it.
+	 */
+	if (term < fo->rec.term) {
+		if (fo->coordinator) {
+			fo->coordinator = false;
+			reset_act(fo);
 		}
 		return;
 	}
@@ -1733,6 +1788,15 @@ fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 	}
 	if (!have_rec)
 		return -1;
+	/*
+	 * A peer's record version never goes back (it is durable across its
+	 * restarts): an extension with an older one is a late datagram, of a
+	 * previous incarnation or reordered, and its view is older than the
+	 * one we hold. It is dropped whole.
+	 */
+	if (fo->pv[pi].have &&
+	    !ver_ge(rec.term, rec.seq, fo->pv[pi].rec_term, fo->pv[pi].rec_seq))
+		return 0;
 	nv.rec_term = rec.term;
 	nv.rec_seq = rec.seq;
 	nv.have = true;
