@@ -263,7 +263,7 @@ on_watchdog_fatal(void *arg)
 }
 
 static int
-on_control(const char *request, FILE *out, void *arg)
+on_control(const char *request, const char *who, FILE *out, void *arg)
 {
 	struct daemon *d = arg;
 
@@ -273,7 +273,7 @@ on_control(const char *request, FILE *out, void *arg)
 		return watchdog_status(d->wd, true, out);
 	if (strcmp(request, "pause") == 0 || strcmp(request, "resume") == 0 ||
 	    strncmp(request, "rejoin ", 7) == 0)
-		return failover_request(d->fo, request, out);
+		return failover_request(d->fo, request, who, out);
 	fprintf(out, "unknown request \"%.64s\"\nhint: pgvigilctl --help lists the commands",
 		request);
 	return -1;

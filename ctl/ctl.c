@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,7 @@ struct ctl_client {
 	int fd;
 	pid_t pid;		/* peer credentials, for logs */
 	uid_t uid;
+	char who[CTL_WHO_MAX];	/* "uid=0(root) pid=1234", for the handler */
 	struct loop_timer *timer;	/* owned: phase deadline */
 	char req[REQ_BUF + 1];	/* request bytes, NUL-terminated when served */
 	size_t reqlen;
@@ -79,6 +81,7 @@ struct ctl_server {
 	ino_t ino;
 	bool created;		/* dev and ino are valid; unlink at free */
 	uid_t euid;		/* the uid allowed besides root */
+	char euser[32];		/* its name, looked up once at start; "" if none */
 	ctl_handler handler;
 	void *arg;		/* borrowed */
 	uint64_t timeout_ms;
@@ -236,7 +239,7 @@ serve(struct ctl_client *c, size_t len)
 		client_free(c);
 		return;
 	}
-	rc = cs->handler(c->req, f, cs->arg);
+	rc = cs->handler(c->req, c->who, f, cs->arg);
 	if (fclose(f) != 0) {
 		log_error("could not reply on control connection: out of memory");
 		free(body);
@@ -338,6 +341,7 @@ admit(struct ctl_server *cs, int fd)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct ctl_client *c;
+	const char *user;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		log_warning("could not read the peer credentials of a control connection: %s",
@@ -368,6 +372,13 @@ admit(struct ctl_server *cs, int fd)
 	c->fd = fd;
 	c->pid = cred.pid;
 	c->uid = cred.uid;
+	user = cred.uid == 0 ? "root" : cs->euser;
+	if (user[0])
+		snprintf(c->who, sizeof(c->who), "uid=%d(%s) pid=%d",
+			 (int)cred.uid, user, (int)cred.pid);
+	else
+		snprintf(c->who, sizeof(c->who), "uid=%d pid=%d", (int)cred.uid,
+			 (int)cred.pid);
 	if (loop_add_fd(cs->loop, fd, EPOLLIN, on_client, c) < 0) {
 		log_error("could not watch control connection: %s", strerror(errno));
 		loop_timer_free(c->timer);
@@ -583,6 +594,19 @@ ctl_server_new(struct loop *loop, const char *path, ctl_handler h, void *arg,
 	cs->handler = h;
 	cs->arg = arg;
 	cs->euid = geteuid();
+	/*
+	 * The name of our own uid, for the who string: looked up here, at
+	 * start-up, because a lookup can block (NSS may ask a directory
+	 * server) and the loop must not.
+	 */
+	{
+		struct passwd pw, *res = NULL;
+		char buf[1024];
+
+		if (getpwuid_r(cs->euid, &pw, buf, sizeof(buf), &res) == 0 && res &&
+		    strlen(res->pw_name) < sizeof(cs->euser))
+			memcpy(cs->euser, res->pw_name, strlen(res->pw_name) + 1);
+	}
 	cs->timeout_ms = CTL_TIMEOUT_MS;
 	cs->resume = loop_timer_new(loop, on_resume, cs);
 	if (!cs->resume) {

@@ -31,7 +31,10 @@ struct loop;
 struct ctl_server;
 
 /*
- * Handles one request line (without "\n"). Writes the reply body to out
+ * Handles one request line (without "\n"). who names the client for logs,
+ * from its peer credentials: "uid=0(root) pid=1234" (the user name only
+ * for root and the daemon's own user, known without a lookup that could
+ * block). Writes the reply body to out
  * and returns 0 (the client gets "ok" then the body), or writes the error
  * text and returns -1 (the client gets "error: " then the text: its first
  * line is the message, in PostgreSQL style and without an "error: " of its
@@ -40,7 +43,11 @@ struct ctl_server;
  * Runs inside the event loop: it must not block, and must not free the
  * server.
  */
-typedef int (*ctl_handler)(const char *request, FILE *out, void *arg);
+typedef int (*ctl_handler)(const char *request, const char *who, FILE *out,
+			   void *arg);
+
+/* Longest who string, with its NUL. */
+#define CTL_WHO_MAX 64
 
 /*
  * Creates the socket at path and serves it on loop. The parent directory

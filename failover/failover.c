@@ -558,7 +558,8 @@ failover_set_vip_listener(struct failover *f, void (*fn)(void *arg), void *arg)
 }
 
 int
-failover_request(struct failover *f, const char *request, FILE *out)
+failover_request(struct failover *f, const char *request, const char *who,
+		 FILE *out)
 {
 	char err[160];
 	enum fo_command cmd;
@@ -582,8 +583,9 @@ failover_request(struct failover *f, const char *request, FILE *out)
 		fprintf(out, "%s", err);
 		return -1;
 	}
-	log_event("operator-request", "request=%s backend=%u", cmd == FO_CMD_PAUSE ?
-		  "pause" : cmd == FO_CMD_RESUME ? "resume" : "rejoin", arg);
+	log_event("operator-request", "request=%s backend=%u by=\"%s\"",
+		  cmd == FO_CMD_PAUSE ? "pause" : cmd == FO_CMD_RESUME ? "resume" :
+		  "rejoin", arg, who ? who : "unknown");
 	run_effects(f);
 	fprintf(out, "%s", what);
 	return 0;

@@ -52,7 +52,8 @@ void failover_set_vip_listener(struct failover *f, void (*fn)(void *arg),
  * Control requests: "pause", "resume", "rejoin N". Writes the answer to
  * out. Returns 0, or -1 for a refused request (the reason is in out).
  */
-int failover_request(struct failover *f, const char *request, FILE *out);
+int failover_request(struct failover *f, const char *request, const char *who,
+		     FILE *out);
 
 void failover_status_json(const struct failover *f, struct json *j);
 void failover_status_table(const struct failover *f, FILE *out);

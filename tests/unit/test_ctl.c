@@ -308,14 +308,17 @@ struct fx {
 	struct ctl_server *cs;		/* owned */
 	int calls;			/* handler invocations */
 	char last[CTL_MAX_REQUEST + 1];	/* last request seen */
+	char who[CTL_WHO_MAX];		/* who sent it */
 	size_t lastlen;
 };
 
 /* The fake status producer. */
 static int
-fake_handler(const char *req, FILE *out, void *arg)
+fake_handler(const char *req, const char *who, FILE *out, void *arg)
 {
 	struct fx *fx = arg;
+
+	snprintf(fx->who, sizeof(fx->who), "%s", who);
 
 	fx->calls++;
 	fx->lastlen = strlen(req);
@@ -507,6 +510,26 @@ test_ctl_status_request_gets_ok_then_body(void **state)
 	r = request(fx, "silent\n");
 	assert_string_equal(r, "ok\n");
 	free(r);
+}
+
+/* The handler learns who asked, from the peer credentials. */
+static void
+test_ctl_handler_gets_the_clients_uid_and_pid(void **state)
+{
+	struct fx *fx = *state;
+	char want[CTL_WHO_MAX];
+	char *r = request(fx, "status\n");
+
+	free(r);
+	if (geteuid() == 0)
+		snprintf(want, sizeof(want), "uid=0(root) pid=%d", (int)getpid());
+	else
+		snprintf(want, sizeof(want), " pid=%d", (int)getpid());
+	if (geteuid() == 0)
+		assert_string_equal(fx->who, want);
+	else
+		assert_non_null(strstr(fx->who, want));
+	assert_int_equal(strncmp(fx->who, "uid=", 4), 0);
 }
 
 static void
@@ -986,6 +1009,7 @@ main(void)
 		cmocka_unit_test(test_json_sixteen_levels_are_allowed),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_ctl_status_request_gets_ok_then_body),
+		T(test_ctl_handler_gets_the_clients_uid_and_pid),
 		T(test_ctl_handler_error_gets_error_line_then_hint),
 		T(test_ctl_handler_error_without_text_says_request_failed),
 		T(test_ctl_crlf_and_end_of_input_end_a_request),
