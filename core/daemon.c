@@ -14,6 +14,11 @@
  * logged; otherwise restart-only settings that changed are named in a
  * warning and kept at their running values, and the rest takes effect.
  *
+ * Under systemd (Type=notify, core/sdnotify.c) READY=1 is sent only once
+ * all of that is done, just before the loop runs; RELOADING=1 / READY=1
+ * frame a reload, STOPPING=1 a stop, and the watchdog keep-alive comes
+ * from a loop timer, so a hung loop gets the daemon restarted.
+ *
  * The daemon is a child subreaper (PR_SET_CHILD_SUBREAPER): a hook that
  * double-forks leaves its orphans with us, where the loop reaps them,
  * instead of with init where nobody would kill them.
@@ -39,6 +44,7 @@
 #include "core/ident.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/sdnotify.h"
 #include "core/state.h"
 #include "ctl/ctl.h"
 #include "failover/failover.h"
@@ -65,6 +71,7 @@ struct daemon {
 	bool has_lease;
 	uint64_t lease_end, term;
 	struct ctl_server *ctl;	/* owned */
+	struct sdnotify *sdn;	/* owned: the service manager, if any */
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
 	uint64_t boot_count;	/* starts of this peer, durable */
@@ -148,7 +155,9 @@ on_signal(struct loop *loop, int signo, void *arg)
 	switch (signo) {
 	case SIGHUP:
 		log_info("received SIGHUP, reloading \"%s\"", d->conf_path);
+		sdnotify_reloading(d->sdn);
 		reload(d);
+		sdnotify_reloaded(d->sdn);
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -158,6 +167,7 @@ on_signal(struct loop *loop, int signo, void *arg)
 			break;
 		}
 		log_event("daemon-stopping", "signal=%s", signo == SIGTERM ? "TERM" : "INT");
+		sdnotify_stopping(d->sdn);
 		/* Drop the VIP, then hand the coordinator role over. */
 		failover_stop(d->fo);
 		vip_stop(d->vip);
@@ -194,6 +204,27 @@ apply_vip(struct daemon *d)
 			    "a failover is in progress, or this peer is not next to the primary");
 }
 
+/* The service manager's one-line status: role and term. */
+static void
+update_status(struct daemon *d)
+{
+	char line[96];
+	int64_t c = watchdog_coordinator(d->wd);
+
+	if (!sdnotify_active(d->sdn))
+		return;
+	if (d->has_lease)
+		snprintf(line, sizeof(line), "peer %" PRId64 ": coordinator, term %" PRIu64,
+			 d->self, d->term);
+	else if (c > 0)
+		snprintf(line, sizeof(line), "peer %" PRId64 ": coordinator is peer %" PRId64 ", term %" PRIu64,
+			 d->self, c, watchdog_term(d->wd));
+	else
+		snprintf(line, sizeof(line), "peer %" PRId64 ": no coordinator, term %" PRIu64,
+			 d->self, watchdog_term(d->wd));
+	sdnotify_status(d->sdn, line);
+}
+
 static void
 on_entitlement(void *arg, bool has_lease, uint64_t lease_end, uint64_t term)
 {
@@ -205,6 +236,7 @@ on_entitlement(void *arg, bool has_lease, uint64_t lease_end, uint64_t term)
 	if (d->fo)
 		failover_set_coordinator(d->fo, has_lease, term);
 	apply_vip(d);
+	update_status(d);
 }
 
 static void
@@ -370,6 +402,7 @@ daemon_cleanup(struct daemon *d)
 	watchdog_free(d->wd);
 	/* Last before the loop: a cleanup that hangs leaves it armed. */
 	hwdog_free(d->hwdog);
+	sdnotify_free(d->sdn);
 	loop_free(d->loop);
 	if (d->lockfd >= 0)
 		close(d->lockfd);
@@ -399,6 +432,8 @@ daemon_main(const struct daemon_opts *opts)
 	}
 	snprintf(d.ctx, sizeof(d.ctx), "peer %" PRId64, d.self);
 	log_set_context(d.ctx);
+	/* Before any child can exist: it takes NOTIFY_SOCKET out of environ. */
+	d.sdn = sdnotify_new();
 
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		log_warning("could not become child subreaper: %s", strerror(errno));
@@ -474,6 +509,9 @@ daemon_main(const struct daemon_opts *opts)
 		  d.self, d.conf->cluster_name, d.boot_count, PGVIGIL_VERSION,
 		  (int)getpid());
 	notify(&d, "daemon-started");
+	/* Configuration, state and every socket are in place: ready. */
+	update_status(&d);
+	sdnotify_ready(d.sdn, d.loop);
 	if (loop_run(d.loop) < 0) {
 		log_error("event loop failed: %s", strerror(errno));
 		goto out;

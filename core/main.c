@@ -13,6 +13,7 @@
 #include "core/daemon.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "vip/vip.h"
 
 #define DEFAULT_CONF PGVIGIL_SYSCONFDIR "/pgvigil/pgvigil.conf"
 
@@ -23,7 +24,9 @@ usage(FILE *out)
 		"pgvigil is a watchdog-clustered failover gateway for PostgreSQL.\n\n"
 		"Usage:\n"
 		"  pgvigil [-c FILE] [--id N]   run in the foreground\n"
-		"  pgvigil -t [-c FILE]         check the configuration and exit\n\n"
+		"  pgvigil -t [-c FILE]         check the configuration and exit\n"
+		"  pgvigil --release-vip [-c FILE]\n"
+		"                               remove the VIP a crashed daemon left\n\n"
 		"Options:\n"
 		"  -c, --config FILE   configuration file (default %s)\n"
 		"  -i, --id N          run as [peer.N] instead of finding it by address\n"
@@ -31,6 +34,8 @@ usage(FILE *out)
 		"                      or every error as file:line: message (exit 2)\n"
 		"      --dump-config   with -t: print the effective configuration\n"
 		"      --list-settings print every setting the configuration accepts\n"
+		"      --release-vip   remove this configuration's VIP from this host if it\n"
+		"                      is tagged as pgvigil's (systemd ExecStopPost)\n"
 		"  -v, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n\n"
 		"See pgvigil(8) and pgvigil.conf(5).\n",
@@ -40,19 +45,20 @@ usage(FILE *out)
 int
 main(int argc, char **argv)
 {
-	enum { OPT_DUMP = 256, OPT_LIST };
+	enum { OPT_DUMP = 256, OPT_LIST, OPT_RELEASE_VIP };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "id", required_argument, NULL, 'i' },
 		{ "test", no_argument, NULL, 't' },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "list-settings", no_argument, NULL, OPT_LIST },
+		{ "release-vip", no_argument, NULL, OPT_RELEASE_VIP },
 		{ "version", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct daemon_opts opts = { .conf_path = DEFAULT_CONF };
-	int test = 0, dump = 0, c;
+	int test = 0, dump = 0, release_vip = 0, c;
 
 	/*
 	 * First of all: a SIGHUP or SIGTERM that arrives while the daemon
@@ -88,6 +94,9 @@ main(int argc, char **argv)
 		case OPT_LIST:
 			conf_list_settings(stdout);
 			return EXIT_OK;
+		case OPT_RELEASE_VIP:
+			release_vip = 1;
+			break;
 		case 'v':
 			printf("pgvigil %s\n", PGVIGIL_VERSION);
 			return EXIT_OK;
@@ -107,6 +116,30 @@ main(int argc, char **argv)
 	if (dump && !test) {
 		fprintf(stderr, "pgvigil: --dump-config goes with -t\n");
 		return EXIT_CONFIG;
+	}
+	if (release_vip && test) {
+		fprintf(stderr, "pgvigil: --release-vip and -t do not go together\n");
+		return EXIT_CONFIG;
+	}
+	if (release_vip) {
+		struct conf_errors errs = { 0 };
+		struct conf *conf = conf_load(opts.conf_path, &errs);
+		char err[512];
+		int n;
+
+		if (!conf) {
+			for (size_t i = 0; i < errs.n; i++)
+				fprintf(stderr, "%s\n", errs.msgs[i]);
+			conf_errors_clear(&errs);
+			return EXIT_CONFIG;
+		}
+		n = vip_release_leftover(conf, err, sizeof(err));
+		if (n < 0)
+			log_error("could not release the VIP: %s", err);
+		else if (n == 0)
+			log_info("release-vip: no VIP of this configuration is on this host");
+		conf_free(conf);
+		return n < 0 ? EXIT_RUNTIME : EXIT_OK;
 	}
 	if (test) {
 		struct conf_errors errs = { 0 };

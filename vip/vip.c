@@ -546,6 +546,8 @@ struct purge {
 	struct vip_nl_addr found[PURGE_MAX];
 	size_t n;
 	bool overflow;
+	int family;		/* with only: remove this address only */
+	const uint8_t *only;	/* borrowed; NULL = every tagged address */
 };
 
 static void
@@ -556,6 +558,9 @@ purge_collect(const struct vip_nl_addr *a, void *arg)
 	/* No request may be made from inside a dump: collect, act after. */
 	if (!a->added || !a->tagged)
 		return;
+	if (p->only && (a->family != p->family ||
+			memcmp(a->addr, p->only, p->family == AF_INET ? 4 : 16) != 0))
+		return;
 	if (p->n == PURGE_MAX) {
 		p->overflow = true;
 		return;
@@ -564,22 +569,26 @@ purge_collect(const struct vip_nl_addr *a, void *arg)
 }
 
 /*
- * Removes every address tagged as pgvigil's. Returns -1 with err set if
- * one could not be removed: starting with a leftover VIP in place could
- * make this host a second holder.
+ * Removes every address tagged as pgvigil's (with only: that address
+ * alone, tagged). Returns how many were removed, or -1 with err set if one
+ * could not be removed: starting with a leftover VIP in place could make
+ * this host a second holder.
  */
 static int
-purge(struct vip *v, char *err, size_t errlen)
+purge(struct vip_nl *nl, int family, const uint8_t *only, const char *detail,
+      char *err, size_t errlen)
 {
 	struct purge *p = calloc(1, sizeof(*p));
 	char text[64];
-	int rc = 0;
+	int rc = 0, removed = 0;
 
 	if (!p) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (vip_nl_addr_dump(v->nl, purge_collect, p, err, errlen) < 0) {
+	p->family = family;
+	p->only = only;
+	if (vip_nl_addr_dump(nl, purge_collect, p, err, errlen) < 0) {
 		free(p);
 		return -1;
 	}
@@ -587,13 +596,14 @@ purge(struct vip *v, char *err, size_t errlen)
 		const struct vip_nl_addr *a = &p->found[i];
 
 		inet_ntop(a->family, a->addr, text, sizeof(text));
-		if (vip_nl_addr_del(v->nl, a->ifindex, a->family, a->addr, a->prefixlen,
+		if (vip_nl_addr_del(nl, a->ifindex, a->family, a->addr, a->prefixlen,
 				    err, errlen) < 0) {
 			rc = -1;
 			break;
 		}
-		log_event("vip-purged", "vip=%s ifindex=%d detail=\"left by an earlier run; this peer is not entitled at start\"",
-			  text, a->ifindex);
+		removed++;
+		log_event("vip-purged", "vip=%s ifindex=%d detail=\"%s\"",
+			  text, a->ifindex, detail);
 	}
 	if (rc == 0 && p->overflow) {
 		snprintf(err, errlen, "more than %d addresses are tagged as pgvigil's; remove them by hand",
@@ -601,6 +611,33 @@ purge(struct vip *v, char *err, size_t errlen)
 		rc = -1;
 	}
 	free(p);
+	return rc < 0 ? rc : removed;
+}
+
+int
+vip_release_leftover(const struct conf *conf, char *err, size_t errlen)
+{
+	uint8_t addr[16];
+	int family, rc;
+	struct vip_nl *nl;
+
+	if (!conf->vip.address || !conf->vip.address[0])
+		return 0;
+	if (inet_pton(AF_INET, conf->vip.address, addr) == 1) {
+		family = AF_INET;
+	} else if (inet_pton(AF_INET6, conf->vip.address, addr) == 1) {
+		family = AF_INET6;
+	} else {
+		snprintf(err, errlen, "invalid VIP address \"%s\"", conf->vip.address);
+		return -1;
+	}
+	/* Requests only: no monitor, no loop. */
+	nl = vip_nl_new(NULL, NULL, NULL, NULL, NULL, err, errlen);
+	if (!nl)
+		return -1;
+	rc = purge(nl, family, addr, "left by a daemon that did not stop cleanly",
+		   err, errlen);
+	vip_nl_free(nl);
 	return rc;
 }
 
@@ -650,7 +687,8 @@ vip_new(struct loop *loop, const struct conf *conf, int64_t self,
 	if (!v->pkt || !v->release_t || !v->probe_t || !v->announce_t || !v->reconcile_t)
 		goto fail;
 	/* Nobody is entitled at start: anything tagged as ours is a leftover. */
-	if (purge(v, err, errlen) < 0)
+	if (purge(v->nl, 0, NULL, "left by an earlier run; this peer is not entitled at start",
+		  err, errlen) < 0)
 		goto fail;
 	v->st = v->link.up ? VS_RELEASED : VS_LINK_DOWN;
 	loop_timer_in(v->reconcile_t, RECONCILE_MS);

@@ -35,6 +35,14 @@ struct vip *vip_new(struct loop *loop, const struct conf *conf, int64_t self,
 		    void *arg, char *err, size_t errlen);
 void vip_reload(struct vip *v, const struct conf *conf);
 /*
+ * pgvigil --release-vip: removes conf's VIP from any interface of this
+ * network namespace if it is tagged as pgvigil's (a daemon killed without
+ * its clean stop left it). Addresses not tagged, and other addresses, are
+ * left alone. Returns how many were removed (0: nothing to do), or -1 with
+ * err set.
+ */
+int vip_release_leftover(const struct conf *conf, char *err, size_t errlen);
+/*
  * The election's verdict after each of its steps: entitled (coordinator
  * with a valid lease ending at lease_end, CLOCK_BOOTTIME ms) in term. The
  * VIP is released margin_ms before the lease ends unless it is renewed.

@@ -1357,10 +1357,11 @@ host    replication  all   2001:db8::/64  trust
         return control_status(self.pgvigil_socket(host), timeout)
 
     def start_pgvigil(self, host_name: str, binary: str, config_text: str,
-                      extra_args=()) -> PgvigilProcess:
+                      extra_args=(), env: dict | None = None) -> PgvigilProcess:
         """Write <workdir>/pgvigil/<host>/pgvigil.conf, create the state dir, start
         `binary -c conf` as root in the host namespace (tracked), output to
-        <workdir>/pgvigil/<host>/pgvigil.log."""
+        <workdir>/pgvigil/<host>/pgvigil.log.  env: variables added to the
+        daemon's environment (NOTIFY_SOCKET, say)."""
         self._check_live()
         self.host(host_name)
         if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
@@ -1377,7 +1378,8 @@ host    replication  all   2001:db8::/64  trust
         logf = open(d["log"], "ab")
         try:
             p = self.popen(host_name, [os.path.abspath(binary), "-c", d["conf"], *extra_args],
-                           stdout=logf, stderr=subprocess.STDOUT, kind="pgvigil")
+                           stdout=logf, stderr=subprocess.STDOUT, kind="pgvigil",
+                           env=dict(os.environ, **env) if env else None)
         finally:
             logf.close()
         pv = PgvigilProcess(self, host_name, p, d["conf"], d["log"], d["state"])
