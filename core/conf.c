@@ -50,6 +50,7 @@ enum sect {
 	SECT_FAILOVER,
 	SECT_PEER,
 	SECT_BACKEND,
+	SECT_API,
 	SECT_COUNT,
 };
 
@@ -62,6 +63,7 @@ static const char *const sect_names[SECT_COUNT] = {
 	[SECT_FAILOVER] = "failover",
 	[SECT_PEER] = "peer",
 	[SECT_BACKEND] = "backend",
+	[SECT_API] = "api",
 };
 
 /* Indexed sections are written [name.N]. */
@@ -104,6 +106,7 @@ struct conf_key {
 #define FO(f) offsetof(struct conf, fo.f)
 #define P(f) offsetof(struct conf_peer, f)
 #define B(f) offsetof(struct conf_backend, f)
+#define A(f) offsetof(struct conf, api.f)
 #define DAY_MS (24LL * 3600 * 1000)
 #define TB (1LL << 40)
 
@@ -298,6 +301,19 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_BACKEND, "data_directory", KT_OPT_PATH, "", 0, 0, true, NULL,
 	  B(data_directory),
 	  "the server's data directory, for the hooks (%D, %R); empty = not given" },
+
+	{ SECT_API, "listen", KT_STRING, "", 0, 0, false, NULL, A(listen),
+	  "address:port ([IPv6]:port) of the HTTP API (health endpoints, /cluster, /metrics); empty = no API" },
+	{ SECT_API, "token", KT_STRING, "", 0, 0, true, NULL, A(token),
+	  "bearer token that authorizes the mutating endpoints (POST); empty = none" },
+	{ SECT_API, "token_file", KT_OPT_PATH, "", 0, 0, true, NULL, A(token_file),
+	  "file holding the bearer token (not readable by others), instead of token" },
+	{ SECT_API, "tls_cert", KT_OPT_PATH, "", 0, 0, false, NULL, A(tls_cert),
+	  "PEM certificate (chain) of the API; set with tls_key, the API speaks HTTPS only" },
+	{ SECT_API, "tls_key", KT_OPT_PATH, "", 0, 0, false, NULL, A(tls_key),
+	  "PEM private key of tls_cert" },
+	{ SECT_API, "tls_ca", KT_OPT_PATH, "", 0, 0, false, NULL, A(tls_ca),
+	  "PEM CA: a client certificate it verifies also authorizes the mutating endpoints; needs tls_cert" },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -1272,6 +1288,29 @@ validate_failover(struct parse *p, const struct conf *c)
 		     "follow = primary needs a [backend.N] with its peer set: the coordinator role follows the primary to the peer on its host");
 }
 
+/* [api]: the listen address parses; the TLS and token settings go together. */
+static void
+validate_api(struct parse *p, const struct conf *c)
+{
+	const struct conf_api *a = &c->api;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+
+	if (nonempty(a->listen) && conf_parse_listen(a->listen, &sa, &salen) < 0)
+		PERR(p, key_line(p, SECT_API, 0, "listen"),
+		     "invalid value \"%s\" for \"listen\": expected address:port such as 192.0.2.1:8008 or [2001:db8::1]:8008 (host names are not resolved)",
+		     a->listen);
+	if (nonempty(a->token) && nonempty(a->token_file))
+		PERR(p, key_line(p, SECT_API, 0, "token_file"),
+		     "token and token_file are both set: use one of them");
+	if (nonempty(a->tls_cert) != nonempty(a->tls_key))
+		PERR(p, key_line(p, SECT_API, 0, nonempty(a->tls_cert) ? "tls_cert" : "tls_key"),
+		     "tls_cert and tls_key go together: set both for HTTPS, or neither");
+	if (nonempty(a->tls_ca) && !nonempty(a->tls_cert))
+		PERR(p, key_line(p, SECT_API, 0, "tls_ca"),
+		     "tls_ca needs tls_cert and tls_key: client certificates are only asked for over HTTPS");
+}
+
 /* Checks that need more than one setting. */
 static void
 validate(struct parse *p, struct conf *c)
@@ -1366,6 +1405,7 @@ validate(struct parse *p, struct conf *c)
 		}
 	}
 	validate_failover(p, c);
+	validate_api(p, c);
 }
 
 /* Line number of a "file:line: message" entry; 0 when it has none. */
@@ -1637,4 +1677,62 @@ conf_peer_by_id(const struct conf *c, int64_t id)
 		if (c->peers[i].id == id)
 			return &c->peers[i];
 	return NULL;
+}
+
+int
+conf_parse_listen(const char *s, struct sockaddr_storage *sa, socklen_t *salen)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *port;
+	size_t n;
+	char *end;
+	long v;
+
+	memset(sa, 0, sizeof(*sa));
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			return -1;
+		n = (size_t)(close - s - 1);
+		port = close + 2;
+		if (n == 0 || n >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, n);
+	} else {
+		const char *colon = strrchr(s, ':');
+
+		if (!colon || strchr(s, ':') != colon)
+			return -1;
+		n = (size_t)(colon - s);
+		port = colon + 1;
+		if (n == 0 || n >= sizeof(host))
+			return -1;
+		memcpy(host, s, n);
+	}
+	host[n] = '\0';
+	if (!isdigit((unsigned char)port[0]))
+		return -1;
+	errno = 0;
+	v = strtol(port, &end, 10);
+	if (*end != '\0' || errno || v < 1 || v > 65535)
+		return -1;
+	if (s[0] != '[') {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -1;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)v);
+		*salen = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return -1;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)v);
+		*salen = sizeof(*s6);
+	}
+	return 0;
 }

@@ -108,6 +108,15 @@ struct conf {
 		char *watchdog_device;	/* owned; empty = no hardware watchdog */
 		int64_t watchdog_timeout_ms;	/* a whole number of seconds */
 	} fo;
+	/* [api] */
+	struct conf_api {
+		char *listen;		/* owned; "address:port", empty = no API */
+		char *token;		/* owned; empty = none */
+		char *token_file;	/* owned; empty = none */
+		char *tls_cert;		/* owned; empty = plain HTTP */
+		char *tls_key;		/* owned */
+		char *tls_ca;		/* owned; empty = no client certificates */
+	} api;
 	/* [peer.N], [backend.N], sorted by id */
 	struct conf_peer peers[CONF_MAX_PEERS];
 	size_t npeers;
@@ -187,5 +196,13 @@ int conf_parse_duration(const char *s, int64_t *ms);
  * else, an overflow included.
  */
 int conf_parse_size(const char *s, int64_t *bytes);
+
+/*
+ * Parses an [api] listen value: "IPv4:port" or "[IPv6]:port", port 1 to
+ * 65535, addresses as literals only. Returns 0 with the socket address,
+ * or -1 for anything else.
+ */
+int conf_parse_listen(const char *s, struct sockaddr_storage *sa,
+		      socklen_t *salen);
 
 #endif

@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/daemon.h"
@@ -72,6 +73,7 @@ struct daemon {
 	uint64_t lease_end, term;
 	struct ctl_server *ctl;	/* owned */
 	struct sdnotify *sdn;	/* owned: the service manager, if any */
+	struct api *api;	/* owned: the HTTP API, [api] */
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
 	uint64_t boot_count;	/* starts of this peer, durable */
@@ -138,6 +140,12 @@ reload(struct daemon *d)
 
 		if (health_reload(d->health, d->conf, herr, sizeof(herr)) < 0)
 			log_error("%s", herr);
+	}
+	{
+		char aerr[512];
+
+		if (api_reload(d->api, d->conf, aerr, sizeof(aerr)) < 0)
+			log_error("%s; the API keeps its previous token", aerr);
 	}
 	apply_log_settings(d->conf);
 	log_event("config-reloaded", "restart_pending=%zu", changed.n);
@@ -393,6 +401,7 @@ open_state(struct daemon *d)
 static void
 daemon_cleanup(struct daemon *d)
 {
+	api_free(d->api);
 	ctl_server_free(d->ctl);
 	/* Hooks before the watchdog: a fence callback still points at it. */
 	hook_runner_free(d->hooks);
@@ -483,6 +492,17 @@ daemon_main(const struct daemon_opts *opts)
 	if (!d.ctl) {
 		log_error("%s", err);
 		goto out;
+	}
+	{
+		struct api_deps deps = { .loop = d.loop, .self = d.self, .wd = d.wd,
+			.health = d.health, .fo = d.fo, .vip = d.vip, .hooks = d.hooks,
+			.control = on_control, .control_arg = &d };
+
+		d.api = api_new(d.conf, &deps, err, sizeof(err));
+		if (!d.api) {
+			log_error("%s", err);
+			goto out;
+		}
 	}
 	d.drain = loop_timer_new(d.loop, on_drain, &d);
 	if (!d.drain) {

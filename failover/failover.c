@@ -64,6 +64,8 @@ struct failover {
 	void (*vip_fn)(void *arg);
 	void *vip_arg;			/* borrowed */
 	uint64_t persist_failures;
+	failover_event_observer ev_fn;	/* NULL: none (the API's metrics) */
+	void *ev_arg;			/* borrowed */
 };
 
 static void run_effects(struct failover *f);
@@ -335,6 +337,8 @@ run_effects(struct failover *f)
 			break;
 		case FO_EFF_EVENT:
 			log_event(e[i].event, "%s", e[i].text);
+			if (f->ev_fn)
+				f->ev_fn(f->ev_arg, e[i].event, e[i].text);
 			break;
 		}
 	}
@@ -660,4 +664,24 @@ failover_status_table(const struct failover *f, FILE *out)
 	fprintf(out, "\n");
 	if (w[0])
 		fprintf(out, "coordinator: %s\n", w);
+}
+
+void
+failover_set_event_observer(struct failover *f, failover_event_observer fn,
+			    void *arg)
+{
+	f->ev_fn = fn;
+	f->ev_arg = arg;
+}
+
+const struct fo_record *
+failover_record(const struct failover *f)
+{
+	return fo_record(f->fo);
+}
+
+const struct fo_counters *
+failover_counters(const struct failover *f)
+{
+	return fo_counters(f->fo);
 }

@@ -22,6 +22,15 @@ struct health;
 struct watchdog;
 struct hook_runner;
 struct failover;
+struct fo_record;
+struct fo_counters;
+
+/*
+ * Called with every event the state machine logs (token and key=value
+ * detail, borrowed for the call); it must not call into the failover.
+ */
+typedef void (*failover_event_observer)(void *arg, const char *event,
+					const char *text);
 
 /*
  * Starts the failover of peer self. Every pointer is borrowed and must
@@ -57,5 +66,12 @@ int failover_request(struct failover *f, const char *request, const char *who,
 
 void failover_status_json(const struct failover *f, struct json *j);
 void failover_status_table(const struct failover *f, FILE *out);
+
+/* The event observer (the API's metrics); NULL removes it. */
+void failover_set_event_observer(struct failover *f, failover_event_observer fn,
+				 void *arg);
+/* The cluster record and counters this peer holds (borrowed). */
+const struct fo_record *failover_record(const struct failover *f);
+const struct fo_counters *failover_counters(const struct failover *f);
 
 #endif

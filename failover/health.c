@@ -161,6 +161,8 @@ struct health {
 	bool write_probe;
 	health_listener listener;	/* NULL: none */
 	void *listener_arg;		/* borrowed */
+	health_listener observer;	/* NULL: none (the API's metrics) */
+	void *observer_arg;		/* borrowed */
 };
 
 static void on_fd(struct loop *loop, int fd, uint32_t events, void *arg);
@@ -448,6 +450,8 @@ tell(struct hb *b)
 {
 	struct health *h = b->h;
 
+	if (h->observer)
+		h->observer(h->observer_arg, &b->pub);
 	if (h->listener)
 		h->listener(h->listener_arg, &b->pub);
 }
@@ -1191,4 +1195,11 @@ health_status_table(const struct health *h, FILE *out, uint64_t now)
 			p->id, addr, health_role_name(p->role),
 			health_state_name(p->state), tl, lsn, lag, wr, ok);
 	}
+}
+
+void
+health_set_observer(struct health *h, health_listener fn, void *arg)
+{
+	h->observer = fn;
+	h->observer_arg = arg;
 }

@@ -99,6 +99,11 @@ void health_free(struct health *h);
 /* One listener (NULL: none); arg is borrowed. Replaces the previous one. */
 void health_set_listener(struct health *h, health_listener fn, void *arg);
 /*
+ * A second, read-only listener (the API's metrics), called before the
+ * listener. It must not call into the health checks. NULL: none.
+ */
+void health_set_observer(struct health *h, health_listener fn, void *arg);
+/*
  * Starts a check of every backend now (on the next loop turn) instead of
  * at its next interval. A backend whose check is in flight is left alone,
  * but checked again as soon as that check ends.

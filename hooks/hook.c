@@ -359,6 +359,8 @@ struct hook_runner {
 	size_t nprocs;
 	long last_id;
 	bool freeing;		/* hook_runner_free runs: refuse new hooks */
+	hook_done_cb observer;	/* NULL: none (the API's metrics) */
+	void *observer_arg;	/* borrowed */
 };
 
 /* What a child that could not exec the shell reports on its error pipe. */
@@ -583,6 +585,8 @@ proc_report(struct hook_proc *p, bool cancelled)
 		  "signal=%d duration_ms=%" PRIu64, p->name, (int)p->pid,
 		  hook_outcome_name(res.outcome), res.exit_code,
 		  res.term_signal, res.duration_ms);
+	if (p->hr->observer)
+		p->hr->observer(&res, p->hr->observer_arg);
 	if (p->cb)
 		p->cb(&res, p->cb_arg);
 	proc_free(p);
@@ -1111,4 +1115,11 @@ hook_runner_free(struct hook_runner *hr)
 		proc_report(p, true);
 	}
 	free(hr);
+}
+
+void
+hook_set_observer(struct hook_runner *hr, hook_done_cb fn, void *arg)
+{
+	hr->observer = fn;
+	hr->observer_arg = arg;
 }

@@ -86,6 +86,12 @@ size_t hook_running(const struct hook_runner *hr);
 const char *hook_outcome_name(enum hook_outcome o);
 
 /*
+ * Called with every finished hook's result, before its own callback (the
+ * API counts runs by name and outcome). NULL removes it; arg is borrowed.
+ */
+void hook_set_observer(struct hook_runner *hr, hook_done_cb fn, void *arg);
+
+/*
  * Pure helpers, used by the runner and by config validation.
  *
  * hook_expand: replaces each %X in tmpl by the shell-quoted value of the

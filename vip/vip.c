@@ -780,3 +780,10 @@ vip_status_line(const struct vip *v, FILE *out, int64_t holder)
 		fprintf(out, "no holder");
 	fprintf(out, ", %s here\n", st_names[v->st]);
 }
+
+void
+vip_counters(const struct vip *v, uint64_t *acquired, uint64_t *announcements)
+{
+	*acquired = v ? v->acquired : 0;
+	*announcements = v ? v->announcements : 0;
+}

@@ -61,5 +61,8 @@ const char *vip_state(const struct vip *v);
 void vip_status_json(const struct vip *v, struct json *j, int64_t holder);
 /* One line for the status table, or nothing when no VIP is configured. */
 void vip_status_line(const struct vip *v, FILE *out, int64_t holder);
+/* Times the VIP was added here, and announcements (GARP / NA) sent. */
+void vip_counters(const struct vip *v, uint64_t *acquired,
+		  uint64_t *announcements);
 
 #endif

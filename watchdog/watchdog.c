@@ -830,3 +830,35 @@ watchdog_status(struct watchdog *w, bool json, FILE *out)
 		status_table(w, now, out);
 	return 0;
 }
+
+const struct wd_counters *
+watchdog_counters(const struct watchdog *w)
+{
+	return wd_counters(w->wd);
+}
+
+uint64_t
+watchdog_lease_remaining_ms(const struct watchdog *w)
+{
+	uint64_t now = clock_now_ms();
+
+	return wd_has_lease(w->wd, now) ? wd_lease_end(w->wd) - now : 0;
+}
+
+size_t
+watchdog_rejects(const struct watchdog *w, const char **names, uint64_t *counts,
+		 size_t cap)
+{
+	const uint64_t *rc = wire_counters(w->wire);
+	size_t n = 0;
+
+	for (int r = 1; r < WIRE_R_COUNT && n < cap; r++, n++) {
+		names[n] = wire_reject_name((enum wire_reject)r);
+		counts[n] = rc[r];
+	}
+	if (n < cap) {
+		names[n] = "wrong-source";
+		counts[n++] = w->wrong_source;
+	}
+	return n;
+}

@@ -101,4 +101,15 @@ bool watchdog_peer_up(const struct watchdog *w, int64_t id);
 /* The election's view of peer id (wd_peer_status); -1 for an unknown id. */
 int watchdog_peer_status(const struct watchdog *w, int64_t id, struct wd_peer_status *st);
 
+/* The election's counters (elections stood, terms won, ...). */
+const struct wd_counters *watchdog_counters(const struct watchdog *w);
+/* Milliseconds left of this peer's coordinator lease, 0 without one. */
+uint64_t watchdog_lease_remaining_ms(const struct watchdog *w);
+/*
+ * Rejected datagrams by reason (the wire's reasons, then "wrong-source"):
+ * fills at most cap names (static strings) and counts, returns how many.
+ */
+size_t watchdog_rejects(const struct watchdog *w, const char **names,
+			uint64_t *counts, size_t cap);
+
 #endif

@@ -80,7 +80,7 @@ test_conf_unknown_section_is_an_error(void **s)
 {
 	(void)s;
 	EXPECT(CLUSTER "[frobnicate]\naddress = 192.0.2.200\n" PEERS,
-	       "t.conf:5: unknown section [frobnicate] (known: [cluster], [hooks], [watchdog], [vip], [health], [failover], [peer.N], [backend.N])");
+	       "t.conf:5: unknown section [frobnicate] (known: [cluster], [hooks], [watchdog], [vip], [health], [failover], [peer.N], [backend.N], [api])");
 	/* A VIP needs its interface, and must not be a peer's own address. */
 	EXPECT(CLUSTER "[vip]\naddress = 192.0.2.200\n" PEERS,
 	       "t.conf:6: [vip] address is set but interface is not: name the interface the VIP is added to");
@@ -266,7 +266,7 @@ test_conf_every_error_is_reported_in_line_order(void **s)
 	       "t.conf:1: section [cluster] lacks the required setting \"key_file\"",
 	       "t.conf:2: invalid value \"bad name\" for \"name\": use 1 to 63 letters, digits, \"_\", \".\" or \"-\"",
 	       "t.conf:3: invalid value \"loud\" for \"log_level\": expected one of error|warning|info|debug",
-	       "t.conf:4: unknown section [nope] (known: [cluster], [hooks], [watchdog], [vip], [health], [failover], [peer.N], [backend.N])",
+	       "t.conf:4: unknown section [nope] (known: [cluster], [hooks], [watchdog], [vip], [health], [failover], [peer.N], [backend.N], [api])",
 	       "t.conf:6: invalid value \"x\" for \"address\": expected an IPv4 or IPv6 address (host names are not resolved)",
 	       "t.conf:7: value 0 for \"port\" is out of range (1 to 65535)");
 }
