@@ -1138,6 +1138,7 @@ conf_fo_config(const struct conf *c, int64_t self, struct fo_config *out)
 	out->has_fence_command = nonempty(c->fo.fence_command);
 	out->has_stop_command = nonempty(c->fo.stop_command);
 	out->has_follow_command = nonempty(c->fo.follow_primary_command);
+	out->has_rejoin_command = nonempty(c->fo.rejoin_command);
 	out->vip_follow = c->vip.follow ? FO_VIP_PRIMARY : FO_VIP_COORDINATOR;
 	/*
 	 * A peer's view is fresh while its heartbeats could still be on their

@@ -312,7 +312,10 @@ on_control(const char *request, const char *who, FILE *out, void *arg)
 	if (strcmp(request, "status json") == 0)
 		return watchdog_status(d->wd, true, out);
 	if (strcmp(request, "pause") == 0 || strcmp(request, "resume") == 0 ||
-	    strncmp(request, "rejoin ", 7) == 0)
+	    strncmp(request, "rejoin ", 7) == 0 || strncmp(request, "fence ", 6) == 0 ||
+	    strcmp(request, "progress") == 0 ||
+	    strcmp(request, "switchover") == 0 || strncmp(request, "switchover ", 11) == 0 ||
+	    strcmp(request, "failover") == 0 || strncmp(request, "failover ", 9) == 0)
 		return failover_request(d->fo, request, who, out);
 	fprintf(out, "unknown request \"%.64s\"\nhint: pgvigilctl --help lists the commands",
 		request);

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -62,17 +63,33 @@ usage(FILE *out)
 		"Usage:\n"
 		"  pgvigilctl [-s SOCKET | -c FILE] status [--json]\n"
 		"  pgvigilctl [-s SOCKET | -c FILE] pause | resume | rejoin ID\n"
+		"  pgvigilctl [-s SOCKET | -c FILE] switchover [--to ID] [--dry-run] [--no-wait]\n"
+		"  pgvigilctl [-s SOCKET | -c FILE] failover [--to ID] [--force] [--dry-run] [--no-wait]\n"
+		"  pgvigilctl [-s SOCKET | -c FILE] fence ID [--yes]\n"
 		"  pgvigilctl --version | --help\n\n"
 		"Commands:\n"
 		"  status              show this peer's view of the cluster\n"
 		"  pause               maintenance mode: no automatic failover; the VIP stays\n"
 		"  resume              leave maintenance mode\n"
 		"  rejoin ID           run rejoin_command for backend ID, a failed old\n"
-		"                      primary, so it can be a standby (and a candidate) again\n\n"
+		"                      primary, so it can be a standby (and a candidate) again\n"
+		"  switchover          planned change of primary with no data loss: checks,\n"
+		"                      clean stop of the primary, the target gets all WAL,\n"
+		"                      promotion, the old primary follows, the VIP moves\n"
+		"  failover            replace the primary now (fenced first); --force also\n"
+		"                      promotes a standby beyond max_lag (writes are lost)\n"
+		"  fence ID            run fence_command against backend ID (asks to confirm)\n\n"
 		"Options:\n"
 		"  -s, --socket SOCKET control socket of the daemon\n"
 		"  -c, --config FILE   use the control_socket setting of this file\n"
 		"      --json          print the status as JSON (schema in pgvigilctl(8))\n"
+		"      --to ID         switchover/failover: the standby to promote (default:\n"
+		"                      the most advanced eligible one)\n"
+		"      --dry-run       print the checks and what would be done; do nothing\n"
+		"      --no-wait       do not follow the steps until the end\n"
+		"      --timeout SECS  how long to follow them (default 120)\n"
+		"      --force         failover: accept losing writes beyond max_lag\n"
+		"      --yes           fence: do not ask for confirmation\n"
 		"  -v, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n\n"
 		"Without -s or -c the socket is $PGVIGIL_SOCKET, else the one\n"
@@ -317,14 +334,125 @@ socket_from_config(const char *file, bool implicit)
 	return path;
 }
 
+/* One request, one reply; returns the exit status report() gives. */
+static int
+exchange(const char *sock, const char *req, char **replyp)
+{
+	uint64_t deadline = clock_now_ms() + CTL_TIMEOUT_MS;
+	int fd = connect_to(sock, deadline), rc = EXIT_UNREACHABLE;
+	char *reply;
+	size_t len;
+
+	*replyp = NULL;
+	if (fd < 0)
+		return EXIT_UNREACHABLE;
+	if (send_request(fd, sock, req, deadline) == 0) {
+		reply = read_reply(fd, sock, deadline, &len);
+		if (reply) {
+			/* An error is printed here; an answer is the caller's. */
+			rc = len >= 3 && memcmp(reply, "ok\n", 3) == 0 ? EXIT_OK :
+			     report(sock, reply, len);
+			*replyp = reply;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+/* The progress line's fields ("failover=T.N step=... ..."). */
+struct progress {
+	char failover[48], step[16], kind[16];
+	unsigned primary, old, candidate, target;
+	unsigned long op_applied, op_sent;
+	long coordinator;
+	bool ok;
+};
+
+static void
+parse_progress(const char *text, struct progress *p)
+{
+	const char *l = strstr(text, "failover=");
+
+	memset(p, 0, sizeof(*p));
+	if (!l)
+		return;
+	p->ok = sscanf(l, "failover=%47s step=%15s kind=%15s primary=%u old=%u candidate=%u target=%u op_applied=%lu op_sent=%lu coordinator=%ld",
+		       p->failover, p->step, p->kind, &p->primary, &p->old, &p->candidate,
+		       &p->target, &p->op_applied, &p->op_sent, &p->coordinator) == 10;
+}
+
+/*
+ * Follows a switchover or failover this command asked for, by polling the
+ * daemon, printing each step as it changes; 0 when it ended with `want`
+ * (or any new primary when 0) as the primary.
+ */
+static int
+follow_steps(const char *sock, const struct progress *start, unsigned want,
+	     uint64_t timeout_ms)
+{
+	uint64_t t0 = clock_now_ms(), end = t0 + timeout_ms;
+	char last[96] = "";
+	bool started = false;
+
+	while (clock_now_ms() < end) {
+		struct progress p;
+		char *reply = NULL, now[96];
+
+		if (exchange(sock, "progress\n", &reply) != EXIT_OK) {
+			free(reply);
+			return EXIT_UNREACHABLE;
+		}
+		parse_progress(reply, &p);
+		free(reply);
+		if (!p.ok) {
+			fprintf(stderr, "%s: unexpected progress reply\n", progname);
+			return EXIT_UNREACHABLE;
+		}
+		if (strcmp(p.failover, start->failover) != 0)
+			started = true;
+		snprintf(now, sizeof(now), "%s %s %u %u", p.failover, p.step, p.candidate, p.primary);
+		if (started && strcmp(now, last) != 0) {
+			printf("+%6" PRIu64 " ms  %s %s: step %s, old primary %u, candidate %u, primary %u\n",
+			       clock_now_ms() - t0, p.kind, p.failover, p.step, p.old,
+			       p.candidate, p.primary);
+			fflush(stdout);
+			snprintf(last, sizeof(last), "%s", now);
+		}
+		if (started && strcmp(p.step, "none") == 0) {
+			if (want && p.primary != want) {
+				fprintf(stderr, "%s: it ended with backend %u as the primary, not %u\n",
+					progname, p.primary, want);
+				return EXIT_REFUSED;
+			}
+			printf("done: backend %u is the primary\n", p.primary);
+			return EXIT_OK;
+		}
+		if (!started && p.op_applied >= start->op_sent && start->op_sent) {
+			fprintf(stderr, "%s: the coordinator (peer %ld) refused it: its checks failed; \"pgvigilctl events\" on that peer says why\n",
+				progname, p.coordinator);
+			return EXIT_REFUSED;
+		}
+		usleep(50 * 1000);
+	}
+	fprintf(stderr, "%s: not finished within %" PRIu64 " s; it goes on: see pgvigilctl status\n",
+		progname, timeout_ms / 1000);
+	return EXIT_REFUSED;
+}
+
 int
 main(int argc, char **argv)
 {
-	enum { OPT_JSON = 256 };
+	enum { OPT_JSON = 256, OPT_TO, OPT_DRY, OPT_NOWAIT, OPT_FORCE, OPT_YES, OPT_TIMEOUT };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "dry-run", no_argument, NULL, OPT_DRY },
+		{ "no-wait", no_argument, NULL, OPT_NOWAIT },
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "yes", no_argument, NULL, OPT_YES },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "version", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -333,6 +461,10 @@ main(int argc, char **argv)
 	char reqbuf[64];
 	char *owned = NULL, *reply;
 	bool json = false, implicit = false;
+	bool dry = false, nowait = false, force = false, yes = false, opsopt = false;
+	const char *to = NULL;
+	long to_id = 0, timeout_s = 120;
+	bool follow = false;
 	uint64_t deadline;
 	size_t len;
 	int c, fd, rc;
@@ -348,6 +480,32 @@ main(int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
+		case OPT_TO:
+			to = optarg;
+			opsopt = true;
+			break;
+		case OPT_DRY:
+			dry = opsopt = true;
+			break;
+		case OPT_NOWAIT:
+			nowait = opsopt = true;
+			break;
+		case OPT_FORCE:
+			force = opsopt = true;
+			break;
+		case OPT_YES:
+			yes = opsopt = true;
+			break;
+		case OPT_TIMEOUT: {
+			char *end;
+
+			timeout_s = strtol(optarg, &end, 10);
+			if (*end || end == optarg || timeout_s < 1 || timeout_s > 86400)
+				return usage_error("--timeout \"%s\" is not a number of seconds from 1 to 86400",
+						   optarg);
+			opsopt = true;
+			break;
+		}
 		case 'v':
 			printf("pgvigilctl %s\n", PGVIGIL_VERSION);
 			return EXIT_OK;
@@ -364,7 +522,63 @@ main(int argc, char **argv)
 		return usage_error("no command given");
 	if (sock && config)
 		return usage_error("-s and -c cannot be used together");
-	if (strcmp(argv[optind], "status") == 0) {
+	if (to) {
+		char *end;
+
+		to_id = strtol(to, &end, 10);
+		if (*end || end == to || to_id < 1 || to_id > 255)
+			return usage_error("backend id \"%s\" is not a number from 1 to 255", to);
+	}
+	if (strcmp(argv[optind], "switchover") == 0 || strcmp(argv[optind], "failover") == 0) {
+		bool sw = argv[optind][0] == 's';
+
+		if (optind + 1 < argc)
+			return usage_error("unexpected argument \"%s\" (the target goes with --to)",
+					   argv[optind + 1]);
+		if (json || yes || (sw && force))
+			return usage_error("%s takes --to, --dry-run, --no-wait, --timeout%s",
+					   argv[optind], sw ? "" : " and --force");
+		snprintf(reqbuf, sizeof(reqbuf), "%s", argv[optind]);
+		if (to_id)
+			snprintf(reqbuf + strlen(reqbuf), sizeof(reqbuf) - strlen(reqbuf), " %ld", to_id);
+		if (force)
+			strcat(reqbuf, " force");
+		if (dry)
+			strcat(reqbuf, " dry-run");
+		strcat(reqbuf, "\n");
+		req = reqbuf;
+		follow = !dry && !nowait;
+	} else if (opsopt && strcmp(argv[optind], "fence") != 0) {
+		return usage_error("--to, --dry-run, --no-wait, --timeout, --force and --yes go with switchover, failover or fence");
+	} else if (strcmp(argv[optind], "fence") == 0) {
+		char *end, answer[16];
+		long id;
+
+		if (optind + 1 >= argc)
+			return usage_error("fence needs the backend id");
+		if (optind + 2 < argc)
+			return usage_error("unexpected argument \"%s\"", argv[optind + 2]);
+		id = strtol(argv[optind + 1], &end, 10);
+		if (*end || end == argv[optind + 1] || id < 1 || id > 255)
+			return usage_error("backend id \"%s\" is not a number from 1 to 255",
+					   argv[optind + 1]);
+		if (json || to || dry || nowait || force)
+			return usage_error("fence takes only --yes");
+		if (!yes) {
+			if (!isatty(STDIN_FILENO))
+				return usage_error("fence needs --yes when not run from a terminal");
+			printf("This runs fence_command against backend %ld (it may power its host off)\n"
+			       "and flags it needs-rejoin. Type the backend id to confirm: ", id);
+			fflush(stdout);
+			if (!fgets(answer, sizeof(answer), stdin) ||
+			    strtol(answer, NULL, 10) != id) {
+				fprintf(stderr, "%s: not confirmed; nothing was done\n", progname);
+				return EXIT_REFUSED;
+			}
+		}
+		snprintf(reqbuf, sizeof(reqbuf), "fence %ld\n", id);
+		req = reqbuf;
+	} else if (strcmp(argv[optind], "status") == 0) {
 		if (optind + 1 < argc)
 			return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
 		req = json ? "status json\n" : "status\n";
@@ -412,6 +626,36 @@ main(int argc, char **argv)
 	if (!sock)
 		sock = DEFAULT_SOCKET;
 
+	if (follow) {
+		struct progress before, sent;
+
+		/* The failover number before the request: a new one is ours. */
+		rc = exchange(sock, "progress\n", &reply);
+		if (rc == EXIT_OK)
+			parse_progress(reply, &before);
+		free(reply);
+		reply = NULL;
+		if (rc == EXIT_OK && !before.ok) {
+			fprintf(stderr, "%s: unexpected progress reply\n", progname);
+			rc = EXIT_UNREACHABLE;
+		}
+		if (rc == EXIT_OK)
+			rc = exchange(sock, req, &reply);
+		if (rc == EXIT_OK) {
+			const char *body = strchr(reply, '\n');
+
+			body = body ? body + 1 : "";
+			fputs(body, stdout);
+			fflush(stdout);
+			parse_progress(body, &sent);
+			before.op_sent = sent.ok ? sent.op_sent : 0;
+			rc = sent.ok ? follow_steps(sock, &before, (unsigned)to_id,
+						    (uint64_t)timeout_s * 1000) : EXIT_UNREACHABLE;
+		}
+		free(reply);
+		free(owned);
+		return rc;
+	}
 	deadline = clock_now_ms() + CTL_TIMEOUT_MS;
 	fd = connect_to(sock, deadline);
 	if (fd < 0) {

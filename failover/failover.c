@@ -43,6 +43,7 @@ struct run {
 	uint8_t backend;
 	uint64_t term;
 	bool self_fence;	/* not reported to the state machine */
+	bool clean;		/* a clean stop (switchover) */
 	struct run *next;	/* pending list: runs that could not start */
 };
 
@@ -161,12 +162,32 @@ backend_by_id(const struct conf *c, int64_t id)
 }
 
 static void
-report(struct failover *f, const struct run *r, bool ok)
+report(struct failover *f, const struct run *r, bool ok, uint64_t lsn)
 {
 	if (r->self_fence)
 		return;
-	fo_hook_done(f->fo, clock_now_ms(), r->kind, r->backend, r->term, ok);
+	fo_hook_done_lsn(f->fo, clock_now_ms(), r->kind, r->backend, r->term, ok, lsn);
 	run_effects(f);
+}
+
+/*
+ * "shutdown_lsn=X/Y" (PostgreSQL's notation, hex) in a hook's report line,
+ * among other key=value words. Returns 0 when absent or malformed.
+ */
+uint64_t
+failover_report_lsn(const char *report)
+{
+	const char *p = report ? strstr(report, "shutdown_lsn=") : NULL;
+	unsigned long long hi, lo;
+	int n = 0;
+
+	if (!p || (p != report && p[-1] != ' '))
+		return 0;
+	p += strlen("shutdown_lsn=");
+	if (sscanf(p, "%8llx/%8llx%n", &hi, &lo, &n) != 2 || n == 0 ||
+	    (p[n] != '\0' && p[n] != ' ') || hi > 0xffffffffULL || lo > 0xffffffffULL)
+		return 0;
+	return (uint64_t)hi << 32 | (uint64_t)lo;
 }
 
 static void
@@ -174,12 +195,19 @@ on_hook_done(const struct hook_result *res, void *arg)
 {
 	struct run *r = arg;
 	struct failover *f = r->f;
+	uint64_t lsn = 0;
 
 	if (r->self_fence)
 		log_event("self-fence-done", "backend=%u outcome=%s", r->backend,
 			  hook_outcome_name(res->outcome));
+	if (r->kind == FO_HOOK_STOP && res->outcome == HOOK_OK) {
+		lsn = failover_report_lsn(res->report);
+		if (r->clean && !lsn)
+			log_warning("stop_command stopped backend %u but reported no \"pgvigil-report: shutdown_lsn=X/Y\" line; the switchover cannot prove its target has all WAL",
+				    r->backend);
+	}
 	if (res->outcome != HOOK_CANCELLED)
-		report(f, r, res->outcome == HOOK_OK);
+		report(f, r, res->outcome == HOOK_OK, lsn);
 	free(r);
 }
 
@@ -196,7 +224,7 @@ on_later(struct loop *loop, struct loop_timer *t, void *arg)
 		struct run *r = list;
 
 		list = r->next;
-		report(f, r, false);
+		report(f, r, false, 0);
 		free(r);
 	}
 }
@@ -218,7 +246,8 @@ nz(const char *s)
 
 static void
 start_hook(struct failover *f, enum fo_hook_kind kind, uint8_t backend,
-	   uint8_t new_primary, uint8_t old_primary, uint64_t term, bool self_fence)
+	   uint8_t new_primary, uint8_t old_primary, uint64_t term, bool self_fence,
+	   bool clean)
 {
 	const struct conf *c = f->conf;
 	const char *cmd = hook_command(c, kind);
@@ -235,7 +264,7 @@ start_hook(struct failover *f, enum fo_hook_kind kind, uint8_t backend,
 		log_error("out of memory starting hook %s", fo_hook_name(kind));
 		return;
 	}
-	*r = (struct run){ f, kind, backend, term, self_fence, NULL };
+	*r = (struct run){ f, kind, backend, term, self_fence, clean, NULL };
 	if (!cmd || !cmd[0]) {
 		log_error("hook %s is needed for backend %u but no command is set",
 			  fo_hook_name(kind), backend);
@@ -270,6 +299,9 @@ start_hook(struct failover *f, enum fo_hook_kind kind, uint8_t backend,
 	V('T', "TERM", sT);
 	V('i', "PEER_ID", si);
 	V('c', "CLUSTER", c->cluster_name);
+	/* stop_command: "clean" (switchover: checkpoint, fast shutdown) or "immediate". */
+	if (kind == FO_HOOK_STOP)
+		V(0, "STOP_MODE", clean ? "clean" : "immediate");
 #undef V
 	conf_hook_spec(c, fo_hook_name(kind), cmd, vars, n, &spec);
 	if (hook_run(f->hooks, &spec, on_hook_done, r) < 0)
@@ -319,7 +351,7 @@ run_effects(struct failover *f)
 				break;
 			}
 			start_hook(f, e[i].hook, e[i].backend, e[i].new_primary,
-				   e[i].old_primary, e[i].term, false);
+				   e[i].old_primary, e[i].term, false, e[i].clean);
 			break;
 		case FO_EFF_CHECK_NOW:
 			health_check_now(f->health);
@@ -432,7 +464,7 @@ maybe_self_fence(struct failover *f)
 	log_event("self-fence",
 		  "backend=%u reason=\"this peer lost its coordinator lease while next to the primary\"",
 		  r->primary);
-	start_hook(f, FO_HOOK_STOP, r->primary, 0, r->primary, watchdog_term(f->wd), true);
+	start_hook(f, FO_HOOK_STOP, r->primary, 0, r->primary, watchdog_term(f->wd), true, false);
 }
 
 void
@@ -561,24 +593,123 @@ failover_set_vip_listener(struct failover *f, void (*fn)(void *arg), void *arg)
 	f->vip_arg = arg;
 }
 
+/* "progress": one line for pgvigilctl to follow a switchover or failover. */
+static void
+print_progress(struct failover *f, FILE *out)
+{
+	const struct fo_record *r = fo_record(f->fo);
+	uint32_t applied = 0;
+
+	for (size_t i = 0; i < r->nops; i++)
+		if (r->ops[i].peer == f->self)
+			applied = r->ops[i].seq;
+	fprintf(out, "failover=%" PRIu64 ".%" PRIu64 " step=%s kind=%s primary=%u old=%u candidate=%u target=%u op_applied=%" PRIu32 " op_sent=%" PRIu32 " coordinator=%" PRId64 "\n",
+		r->failover_term, r->failover_seq, fo_step_name(r->step),
+		fo_kind_name(r->kind), r->primary, r->old_primary, r->candidate,
+		r->target, applied, fo_op_seq(f->fo), watchdog_coordinator(f->wd));
+}
+
 int
 failover_request(struct failover *f, const char *request, const char *who,
 		 FILE *out)
 {
-	char err[160];
+	char err[160], word[16] = "";
 	enum fo_command cmd;
 	unsigned arg = 0;
-	const char *what;
+	const char *what, *name;
+	char whatbuf[200];
+	int n;
 
+	if (strcmp(request, "progress") == 0) {
+		print_progress(f, out);
+		return 0;
+	}
+	/* "switchover [ID] [dry-run]", "failover [ID] [force] [dry-run]", "fence ID" */
+	n = sscanf(request, "%15s", word);
+	if (n >= 1 && (strcmp(word, "switchover") == 0 || strcmp(word, "failover") == 0)) {
+		bool sw = word[0] == 's', dry = false, force = false;
+		char report[2048];
+		uint8_t chosen = 0;
+		const char *tok = request + strlen(word);
+
+		while (*tok == ' ')
+			tok++;
+		while (*tok) {
+			char t[16];
+			int used = 0;
+			unsigned id;
+
+			if (sscanf(tok, "%15s%n", t, &used) != 1)
+				break;
+			if (strcmp(t, "dry-run") == 0)
+				dry = true;
+			else if (!sw && strcmp(t, "force") == 0)
+				force = true;
+			else if (sscanf(t, "%3u", &id) == 1 && id >= 1 && id <= 255 &&
+				 strspn(t, "0123456789") == strlen(t) && !arg)
+				arg = id;
+			else {
+				fprintf(out, "unknown argument \"%.15s\" of %s", t, word);
+				return -1;
+			}
+			tok += used;
+			while (*tok == ' ')
+				tok++;
+		}
+		cmd = sw ? FO_CMD_SWITCHOVER : force ? FO_CMD_FAILOVER_FORCE : FO_CMD_FAILOVER;
+		if (fo_preflight(f->fo, clock_now_ms(), cmd, (uint8_t)arg, report,
+				 sizeof(report), &chosen) < 0 ||
+		    watchdog_coordinator(f->wd) <= 0) {
+			const char *no = strstr(report, "no: ");
+			const char *nl;
+
+			if (watchdog_coordinator(f->wd) <= 0)
+				no = "no: no coordinator is known: nothing can be carried out now";
+			no = no ? no + 4 : "a check failed";
+			nl = strchr(no, '\n');
+			fprintf(out, "%s is not possible: %.*s\n%s", word,
+				nl ? (int)(nl - no) : (int)strlen(no), no, report);
+			return -1;
+		}
+		if (dry) {
+			fprintf(out, "%s%s of backend %u to backend %u would be carried out by the coordinator, peer %" PRId64 "; dry run: nothing was done",
+				report, sw ? "switchover" : "failover", fo_record(f->fo)->primary,
+				chosen, watchdog_coordinator(f->wd));
+			return 0;
+		}
+		if (fo_command(f->fo, clock_now_ms(), cmd, (uint8_t)arg, err, sizeof(err)) < 0) {
+			fprintf(out, "%s", err);
+			return -1;
+		}
+		log_event("operator-request", "request=%s backend=%u%s by=\"%s\"", word, arg,
+			  force ? " force=yes" : "", who ? who : "unknown");
+		run_effects(f);
+		fprintf(out, "%s%s requested: backend %u to backend %u%s; the coordinator, peer %" PRId64 ", checks again and carries it out\n",
+			report, sw ? "switchover" : "failover", fo_record(f->fo)->primary,
+			arg ? arg : chosen, arg ? "" : " (or the best standby then)",
+			watchdog_coordinator(f->wd));
+		print_progress(f, out);
+		return 0;
+	}
 	if (strcmp(request, "pause") == 0) {
 		cmd = FO_CMD_PAUSE;
+		name = "pause";
 		what = "maintenance mode on: no automatic failover until resume";
 	} else if (strcmp(request, "resume") == 0) {
 		cmd = FO_CMD_RESUME;
+		name = "resume";
 		what = "maintenance mode off: automatic failover resumes";
 	} else if (sscanf(request, "rejoin %3u", &arg) == 1 && arg >= 1 && arg <= 255) {
 		cmd = FO_CMD_REJOIN;
+		name = "rejoin";
 		what = "rejoin requested: the coordinator runs rejoin_command";
+	} else if (sscanf(request, "fence %3u", &arg) == 1 && arg >= 1 && arg <= 255) {
+		cmd = FO_CMD_FENCE;
+		name = "fence";
+		snprintf(whatbuf, sizeof(whatbuf),
+			 "fence requested: the coordinator runs fence_command against backend %u; it is flagged needs-rejoin",
+			 arg);
+		what = whatbuf;
 	} else {
 		fprintf(out, "unknown request \"%.64s\"", request);
 		return -1;
@@ -587,9 +718,8 @@ failover_request(struct failover *f, const char *request, const char *who,
 		fprintf(out, "%s", err);
 		return -1;
 	}
-	log_event("operator-request", "request=%s backend=%u by=\"%s\"",
-		  cmd == FO_CMD_PAUSE ? "pause" : cmd == FO_CMD_RESUME ? "resume" :
-		  "rejoin", arg, who ? who : "unknown");
+	log_event("operator-request", "request=%s backend=%u by=\"%s\"", name, arg,
+		  who ? who : "unknown");
 	run_effects(f);
 	fprintf(out, "%s", what);
 	return 0;

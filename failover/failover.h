@@ -63,6 +63,8 @@ void failover_set_vip_listener(struct failover *f, void (*fn)(void *arg),
  */
 int failover_request(struct failover *f, const char *request, const char *who,
 		     FILE *out);
+/* The LSN in a hook's "shutdown_lsn=X/Y" report word, 0 when none. */
+uint64_t failover_report_lsn(const char *report);
 
 void failover_status_json(const struct failover *f, struct json *j);
 void failover_status_table(const struct failover *f, FILE *out);

@@ -32,6 +32,8 @@
 #define VERIFY_POLL_MS 20	/* checks while a promotion is being verified */
 #define TRANSFER_WAIT_MS 1000	/* a handover takes milliseconds; this is plenty */
 #define TRANSFER_RETRY_MS 10000
+/* A clean stop checkpoints and waits for the standbys: more than a kill. */
+#define CLEAN_STOP_FACTOR 3
 
 /* TLV types in the heartbeat extension (failover's range 0x01xx). */
 #define EXT_VIEW 0x0101
@@ -60,6 +62,7 @@ struct stop_ack {
 	uint8_t backend;
 	bool ok;
 	bool valid;
+	uint64_t lsn;		/* clean stop: its shutdown checkpoint, 0 = unknown */
 };
 
 struct pview {
@@ -117,6 +120,8 @@ struct fo {
 	uint64_t next_poll;
 	enum follow_state follow[FO_MAX_BACKENDS];	/* by backend index */
 	uint8_t rejoin_running;	/* backend id, 0 = none */
+	uint8_t fence_running;	/* operator fence: backend id, 0 = none */
+	bool degraded;		/* switchover: falls back to the failover's rules */
 	uint64_t transfer_at;	/* no new transfer before this */
 	uint64_t transfer_sent;	/* when the last one was handed out, 0 = never */
 
@@ -304,6 +309,14 @@ event(struct fo *fo, const char *token, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->text, sizeof(e->text), fmt, ap);
 	va_end(ap);
+	/* Every event of a failover names it, so its steps can be grouped. */
+	if (fo->rec.step != FO_STEP_NONE && fo->rec.failover_seq) {
+		size_t n = strlen(e->text);
+
+		snprintf(e->text + n, sizeof(e->text) - n,
+			 " failover=%" PRIu64 ".%" PRIu64, fo->rec.failover_term,
+			 fo->rec.failover_seq);
+	}
 }
 
 /* An alarm is logged when it is new, not on every evaluation. */
@@ -581,8 +594,9 @@ maybe_stop_local(struct fo *fo)
 	fo->stop_for_fseq = fo->rec.failover_seq;
 	fo->stop_for_backend = b->id;
 	event(fo, "backend-stop-started",
-	      "term=%" PRIu64 " backend=%u failover_term=%" PRIu64,
-	      fo->rec.term, b->id, fo->rec.failover_term);
+	      "term=%" PRIu64 " backend=%u failover_term=%" PRIu64 " mode=%s",
+	      fo->rec.term, b->id, fo->rec.failover_term,
+	      fo->rec.kind == FO_KIND_SWITCHOVER ? "clean" : "immediate");
 	{
 		struct fo_effect *e = effect(fo, FO_EFF_HOOK);
 
@@ -591,6 +605,7 @@ maybe_stop_local(struct fo *fo)
 			e->backend = b->id;
 			e->old_primary = b->id;
 			e->term = fo->rec.term;
+			e->clean = fo->rec.kind == FO_KIND_SWITCHOVER;
 		}
 	}
 }
@@ -642,24 +657,68 @@ enter_step(struct fo *fo, uint64_t now, enum fo_step step)
 }
 
 static void
-start_failover(struct fo *fo, uint64_t now, uint8_t old, size_t agree)
+start_failover_kind(struct fo *fo, uint64_t now, uint8_t old, size_t agree,
+		    enum fo_kind kind, uint8_t target, bool force)
 {
 	fo->ctr.failovers++;
+	if (kind == FO_KIND_SWITCHOVER)
+		fo->ctr.switchovers++;
 	fo->failover_started = now;
+	fo->degraded = false;
 	fo->rec.old_primary = old;
 	fo->rec.candidate = 0;
 	fo->rec.failover_term = fo->term;
 	fo->rec.failover_seq++;
 	fo->rec.fence_go = false;
+	fo->rec.kind = (uint8_t)kind;
+	fo->rec.target = target;
+	fo->rec.force = force;
+	fo->rec.shutdown_lsn = 0;
 	if (fo->primary_lsn_of == old && fo->primary_lsn_seen > fo->rec.last_primary_lsn)
 		fo->rec.last_primary_lsn = fo->primary_lsn_seen;
-	/* It is never made primary again without a rejoin (S8). */
-	set_flags(&fo->rec, old, FO_B_NEEDS_REJOIN, 0);
-	event(fo, "failover-started",
-	      "term=%" PRIu64 " old=%u agree=%zu quorum=%zu last_lsn=%" PRIu64,
-	      fo->term, old, agree, quorum(fo, now), fo->rec.last_primary_lsn);
+	/*
+	 * It is never made primary again without a rejoin (S8). A switchover
+	 * flags it once it has stopped: until then it is the primary, and a
+	 * switchover that cannot stop it is cancelled.
+	 */
+	if (kind != FO_KIND_SWITCHOVER)
+		set_flags(&fo->rec, old, FO_B_NEEDS_REJOIN, 0);
 	enter_step(fo, now, FO_STEP_FENCING);
+	event(fo, "failover-started",
+	      "term=%" PRIu64 " old=%u agree=%zu quorum=%zu last_lsn=%" PRIu64
+	      " kind=%s target=%u%s",
+	      fo->term, old, agree, quorum(fo, now), fo->rec.last_primary_lsn,
+	      fo_kind_name(kind), target, force ? " force=yes" : "");
 	write_record(fo, true);
+}
+
+static void
+start_failover(struct fo *fo, uint64_t now, uint8_t old, size_t agree)
+{
+	start_failover_kind(fo, now, old, agree, FO_KIND_FAILOVER, 0, false);
+}
+
+/*
+ * A switchover whose clean stop failed: the old primary was never flagged
+ * and stays the primary. If it did stop after all, its checks fail and an
+ * ordinary failover follows.
+ */
+static void
+cancel_switchover(struct fo *fo, uint64_t now, const char *why)
+{
+	fo->ctr.switchovers_cancelled++;
+	event(fo, "switchover-cancelled", "term=%" PRIu64 " old=%u target=%u reason=\"%s\"",
+	      fo->term, fo->rec.old_primary, fo->rec.target, why);
+	fo->rec.old_primary = 0;
+	fo->rec.candidate = 0;
+	fo->rec.kind = FO_KIND_FAILOVER;
+	fo->rec.target = 0;
+	fo->rec.force = false;
+	fo->failover_started = 0;
+	enter_step(fo, now, FO_STEP_NONE);
+	/* Give its checks a fresh start before anything is judged failed. */
+	fo->primary_since = now;
+	write_record(fo, false);
 }
 
 /* Steady state: learn the primary, watch it, start a failover. */
@@ -852,7 +911,8 @@ do_fence(struct fo *fo, uint64_t now)
 		if (b && b->peer && fo->cfg.has_stop_command &&
 		    (b->peer == fo->cfg.self || peer_up(fo, b->peer, now))) {
 			set_act(fo, now, ACT_COOP_WAIT);
-			fo->deadline = now + fo->cfg.fence_timeout_ms;
+			fo->deadline = now + fo->cfg.fence_timeout_ms *
+				(fo->rec.kind == FO_KIND_SWITCHOVER ? CLEAN_STOP_FACTOR : 1);
 			snprintf(fo->waiting, sizeof(fo->waiting),
 				 "waiting for peer %u to stop backend %u", b->peer, old);
 			/*
@@ -868,6 +928,14 @@ do_fence(struct fo *fo, uint64_t now)
 			maybe_stop_local(fo);
 			break;
 		}
+		if (fo->rec.kind == FO_KIND_SWITCHOVER) {
+			/* Only its own peer can stop it cleanly. */
+			cancel_switchover(fo, now,
+					  !b || !b->peer ? "the primary has no peer of its own" :
+					  !fo->cfg.has_stop_command ? "no stop_command is set" :
+					  "the primary's peer is not reachable");
+			break;
+		}
 		run_fence_command(fo, now,
 				  !b || !b->peer ? "it has no peer of its own" :
 				  !fo->cfg.has_stop_command ? "no stop_command is set" :
@@ -879,7 +947,19 @@ do_fence(struct fo *fo, uint64_t now)
 		    a->failover_term == fo->rec.failover_term &&
 		    a->failover_seq == fo->rec.failover_seq) {
 			if (a->ok) {
+				if (fo->rec.kind == FO_KIND_SWITCHOVER) {
+					/* Stopped: from now on it is an old primary (S8). */
+					fo->rec.shutdown_lsn = a->lsn;
+					set_flags(&fo->rec, old, FO_B_NEEDS_REJOIN, 0);
+					if (a->lsn > fo->rec.last_primary_lsn)
+						fo->rec.last_primary_lsn = a->lsn;
+				}
 				fence_confirmed(fo, now, "cooperative");
+				break;
+			}
+			if (ver_ge(a->ver_term, a->ver_seq, fo->attempt_term,
+				   fo->attempt_seq) && fo->rec.kind == FO_KIND_SWITCHOVER) {
+				cancel_switchover(fo, now, "stop_command failed");
 				break;
 			}
 			if (ver_ge(a->ver_term, a->ver_seq, fo->attempt_term,
@@ -890,6 +970,10 @@ do_fence(struct fo *fo, uint64_t now)
 				run_fence_command(fo, now, "its peer could not stop it");
 				break;
 			}
+		}
+		if (now >= fo->deadline && fo->rec.kind == FO_KIND_SWITCHOVER) {
+			cancel_switchover(fo, now, "the clean stop was not confirmed in time");
+			break;
 		}
 		if (now >= fo->deadline) {
 			event(fo, "backend-fence-failed",
@@ -942,6 +1026,9 @@ do_select(struct fo *fo, uint64_t now)
 			return;
 		}
 	}
+	const struct fo_view *tv = NULL;
+	const struct fo_backend_config *tc = NULL;
+
 	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
 		const struct fo_backend_config *c = &fo->cfg.backends[i];
 		const struct fo_view *v = own_view(fo, c->id);
@@ -962,6 +1049,10 @@ do_select(struct fo *fo, uint64_t now)
 			continue;
 		if (count_views(fo, now, c->id, view_failed_only) >= q)
 			continue;
+		if (c->id == fo->rec.target) {
+			tv = v;
+			tc = c;
+		}
 		if (olen < sizeof(others) - 40)
 			olen += (size_t)snprintf(others + olen, sizeof(others) - olen,
 						 "%s%u:%" PRIu32 "/%" PRIu64, olen ? "," : "",
@@ -973,6 +1064,45 @@ do_select(struct fo *fo, uint64_t now)
 		      (c->priority == bestc->priority && c->id < bestc->id)))) {
 			best = v;
 			bestc = c;
+		}
+	}
+	/*
+	 * A switchover promotes its target once it holds the old primary's
+	 * shutdown checkpoint: everything the old primary wrote before it
+	 * (PostgreSQL's clean shutdown sends its WAL to connected standbys
+	 * before it ends). Until verify_timeout after the stop; then the
+	 * failover's rules decide, and say so.
+	 */
+	if (fo->rec.kind == FO_KIND_SWITCHOVER && !fo->degraded) {
+		const char *why = NULL;
+
+		if (!fo->rec.shutdown_lsn)
+			why = "the stop did not report a shutdown checkpoint LSN";
+		else if (tv && tv->lsn >= fo->rec.shutdown_lsn) {
+			best = tv;
+			bestc = tc;
+			waiting = false;
+			goto chosen;
+		} else if (now >= fo->fenced_at + fo->cfg.verify_timeout_ms)
+			why = "the target did not receive the shutdown checkpoint within verify_timeout";
+		if (why) {
+			char text[200];
+
+			fo->degraded = true;
+			snprintf(text, sizeof(text),
+				 "term=%" PRIu64 " target=%u shutdown_lsn=%" PRIu64 " target_lsn=%" PRIu64 " reason=\"%s\"",
+				 fo->term, fo->rec.target, fo->rec.shutdown_lsn,
+				 tv ? tv->lsn : 0, why);
+			event(fo, "switchover-degraded", "%s", text);
+		} else {
+			snprintf(fo->waiting, sizeof(fo->waiting),
+				 "waiting for backend %u to receive the old primary's WAL up to %" PRIu64,
+				 fo->rec.target, fo->rec.shutdown_lsn);
+			if (now >= fo->next_poll) {
+				check_now(fo);
+				fo->next_poll = now + VERIFY_POLL_MS;
+			}
+			return;
 		}
 	}
 	if (waiting) {
@@ -993,7 +1123,12 @@ do_select(struct fo *fo, uint64_t now)
 		check_now(fo);
 		return;
 	}
-	if (best->lsn + fo->cfg.max_lag < fo->rec.last_primary_lsn) {
+	/* The standby asked for, when it is eligible and close enough. */
+	if (tv && (fo->rec.force || tv->lsn + fo->cfg.max_lag >= fo->rec.last_primary_lsn)) {
+		best = tv;
+		bestc = tc;
+	}
+	if (!fo->rec.force && best->lsn + fo->cfg.max_lag < fo->rec.last_primary_lsn) {
 		char reason[180];
 
 		fo->ctr.refusals++;
@@ -1007,6 +1142,7 @@ do_select(struct fo *fo, uint64_t now)
 		check_now(fo);
 		return;
 	}
+chosen:
 	event(fo, "candidate-chosen",
 	      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64 " lag=%" PRIu64 " standbys=%s",
 	      fo->term, bestc->id, best->timeline, best->lsn,
@@ -1100,21 +1236,42 @@ finish_failover(struct fo *fo, uint64_t now)
 		else if (fo->follow[i] == FS_FAILED || fo->follow[i] == FS_SKIPPED)
 			failed++;
 	}
+	uint8_t old = fo->rec.old_primary;
+	bool switchover = fo->rec.kind == FO_KIND_SWITCHOVER;
+
 	fo->ctr.failovers_done++;
+	if (switchover)
+		fo->ctr.switchovers_done++;
 	if (fo->failover_started)
 		event(fo, "failover-done",
-		      "term=%" PRIu64 " old=%u new=%u followed=%zu not_followed=%zu duration_ms=%" PRIu64,
+		      "term=%" PRIu64 " old=%u new=%u followed=%zu not_followed=%zu kind=%s duration_ms=%" PRIu64,
 		      fo->term, fo->rec.old_primary, fo->rec.primary, ok, failed,
-		      now - fo->failover_started);
+		      fo_kind_name(fo->rec.kind), now - fo->failover_started);
 	else
 		event(fo, "failover-done",
-		      "term=%" PRIu64 " old=%u new=%u followed=%zu not_followed=%zu resumed=yes",
-		      fo->term, fo->rec.old_primary, fo->rec.primary, ok, failed);
+		      "term=%" PRIu64 " old=%u new=%u followed=%zu not_followed=%zu kind=%s resumed=yes",
+		      fo->term, fo->rec.old_primary, fo->rec.primary, ok, failed,
+		      fo_kind_name(fo->rec.kind));
 	fo->rec.old_primary = 0;
 	fo->rec.candidate = 0;
+	fo->rec.kind = FO_KIND_FAILOVER;
+	fo->rec.target = 0;
+	fo->rec.force = false;
 	fo->failover_started = 0;
 	enter_step(fo, now, FO_STEP_NONE);
 	write_record(fo, false);
+	/*
+	 * A switchover stopped the old primary cleanly: it follows the new
+	 * one as a standby at once (rejoin_command; pg_rewind finds nothing
+	 * to rewind). After a failover that is the operator's call.
+	 */
+	if (switchover && fo->cfg.has_rejoin_command && !fo->rejoin_running &&
+	    (fo_record_flags(&fo->rec, old) & FO_B_NEEDS_REJOIN)) {
+		fo->rejoin_running = old;
+		event(fo, "rejoin-started", "term=%" PRIu64 " backend=%u new=%u by_peer=0 reason=switchover",
+		      fo->term, old, fo->rec.primary);
+		hook(fo, FO_HOOK_REJOIN, old, fo->rec.primary, old);
+	}
 }
 
 static void
@@ -1216,6 +1373,65 @@ apply_ops(struct fo *fo, uint64_t now)
 			hook(fo, FO_HOOK_REJOIN, b, fo->rec.primary, b);
 			break;
 		}
+		case FO_CMD_SWITCHOVER:
+		case FO_CMD_FAILOVER:
+		case FO_CMD_FAILOVER_FORCE: {
+			char report[1024];
+			uint8_t chosen = 0;
+			bool sw = p->op == FO_CMD_SWITCHOVER;
+
+			/* The coordinator's own checks decide, not the asking peer's. */
+			if (fo_preflight(fo, now, (enum fo_command)p->op, p->op_arg,
+					 report, sizeof(report), &chosen) < 0) {
+				char *no = strstr(report, "no: ");
+				char *nl;
+
+				no = no ? no + 4 : report;
+				nl = strchr(no, '\n');
+				if (nl)
+					*nl = '\0';
+				for (char *q = no; *q; q++)
+					if (*q == '"')
+						*q = '\'';
+				fo->ctr.refusals++;
+				event(fo, sw ? "switchover-refused" : "manual-failover-refused",
+				      "term=%" PRIu64 " target=%u by_peer=%u reason=\"%s\"",
+				      fo->term, p->op_arg, id, no);
+				break;
+			}
+			start_failover_kind(fo, now, fo->rec.primary, 0,
+					    sw ? FO_KIND_SWITCHOVER : FO_KIND_MANUAL,
+					    sw ? chosen : p->op_arg,
+					    p->op == FO_CMD_FAILOVER_FORCE);
+			break;
+		}
+		case FO_CMD_FENCE: {
+			uint8_t b = p->op_arg;
+			const char *why = fo->fence_running ? "an operator fence is running" :
+				!fo->cfg.has_fence_command ? "no fence_command is set" :
+				backend_index(fo, b) < 0 ? "it is not configured" :
+				b == fo->rec.primary && fo->rec.step == FO_STEP_NONE ?
+				"it is the primary; replace it with pgvigilctl failover" :
+				(b == fo->rec.old_primary || b == fo->rec.candidate) &&
+				fo->rec.step != FO_STEP_NONE ?
+				"a failover in progress acts on it" : NULL;
+
+			if (why) {
+				event(fo, "backend-fence-failed",
+				      "term=%" PRIu64 " backend=%u method=operator by_peer=%u reason=\"%s\"",
+				      fo->term, b, id, why);
+				break;
+			}
+			/* Out of the candidates from now on, whatever the fence does. */
+			set_flags(&fo->rec, b, FO_B_NEEDS_REJOIN, 0);
+			fo->fence_running = b;
+			fo->ctr.operator_fences++;
+			event(fo, "backend-fence-started",
+			      "term=%" PRIu64 " backend=%u method=operator by_peer=%u reason=\"operator request\"",
+			      fo->term, b, id);
+			hook(fo, FO_HOOK_FENCE, b, 0, b);
+			break;
+		}
 		default:
 			break;
 		}
@@ -1283,6 +1499,13 @@ progress(struct fo *fo, uint64_t now)
 		fo->commit_pending = false;
 	}
 	apply_ops(fo, now);
+	/* An operator's switchover or failover waits for its commit too. */
+	if (fo->commit_pending && !committed(fo, now)) {
+		snprintf(fo->waiting, sizeof(fo->waiting),
+			 "waiting for a majority to hold the cluster record");
+		return;
+	}
+	fo->commit_pending = false;
 	if (maybe_transfer(fo, now))
 		return;
 	switch ((enum fo_step)fo->rec.step) {
@@ -1627,6 +1850,10 @@ put_record(struct wcur *c, const struct fo_record *r)
 	w8(c, r->fence_go ? 1 : 0);
 	w64(c, r->last_primary_lsn);
 	w8(c, r->paused ? 1 : 0);
+	w8(c, r->kind);
+	w8(c, r->target);
+	w8(c, r->force ? 1 : 0);
+	w64(c, r->shutdown_lsn);
 	w8(c, r->nflags);
 	for (size_t i = 0; i < r->nflags; i++) {
 		w8(c, r->flags[i].backend);
@@ -1657,8 +1884,12 @@ get_record(struct rcur *c, struct fo_record *r)
 	r->fence_go = r8(c) != 0;
 	r->last_primary_lsn = r64(c);
 	r->paused = r8(c) != 0;
+	r->kind = r8(c);
+	r->target = r8(c);
+	r->force = r8(c) != 0;
+	r->shutdown_lsn = r64(c);
 	r->nflags = r8(c);
-	if (r->nflags > FO_MAX_BACKENDS || r->step > FO_STEP_MAX)
+	if (r->nflags > FO_MAX_BACKENDS || r->step > FO_STEP_MAX || r->kind > FO_KIND_MAX)
 		return -1;
 	for (size_t i = 0; i < r->nflags; i++) {
 		r->flags[i].backend = r8(c);
@@ -1705,6 +1936,7 @@ fo_ext(const struct fo *fo, uint8_t *buf, size_t cap)
 		w64(&c, fo->my_ack.ver_seq);
 		w8(&c, fo->my_ack.backend);
 		w8(&c, fo->my_ack.ok ? 1 : 0);
+		w64(&c, fo->my_ack.lsn);
 		tlv_end(&c, at);
 	}
 	if (fo->op_seq > op_applied(&fo->rec, fo->cfg.self)) {
@@ -1771,6 +2003,7 @@ fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 			nv.ack.ver_seq = r64(&t);
 			nv.ack.backend = r8(&t);
 			nv.ack.ok = r8(&t) != 0;
+			nv.ack.lsn = r64(&t);
 			nv.ack.valid = true;
 			if (t.bad)
 				return -1;
@@ -1822,6 +2055,13 @@ void
 fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 	     uint8_t backend, uint64_t term, bool ok)
 {
+	fo_hook_done_lsn(fo, now, kind, backend, term, ok, 0);
+}
+
+void
+fo_hook_done_lsn(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
+		 uint8_t backend, uint64_t term, bool ok, uint64_t lsn)
+{
 	int bi = backend_index(fo, backend);
 
 	fo->neffs = 0;
@@ -1837,10 +2077,11 @@ fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 			.backend = fo->stop_for_backend,
 			.ok = ok,
 			.valid = true,
+			.lsn = ok ? lsn : 0,
 		};
 		if (ok)
-			event(fo, "backend-stopped", "term=%" PRIu64 " backend=%u",
-			      term, backend);
+			event(fo, "backend-stopped", "term=%" PRIu64 " backend=%u shutdown_lsn=%" PRIu64,
+			      term, backend, fo->my_ack.lsn);
 		else
 			event(fo, "backend-stop-failed",
 			      "term=%" PRIu64 " backend=%u reason=\"stop_command failed\"",
@@ -1855,6 +2096,26 @@ fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 	if (!fo->coordinator || term != fo->term || !fo->synced) {
 		if (kind == FO_HOOK_REJOIN && fo->rejoin_running == backend)
 			fo->rejoin_running = 0;
+		if (kind == FO_HOOK_FENCE && fo->fence_running == backend)
+			fo->fence_running = 0;
+		return;
+	}
+	if (kind == FO_HOOK_FENCE && fo->fence_running == backend &&
+	    !(fo->rec.step == FO_STEP_FENCING && fo->act == ACT_FENCE_HOOK &&
+	      backend == fo->rec.old_primary)) {
+		fo->fence_running = 0;
+		if (ok) {
+			set_flags(&fo->rec, backend, FO_B_FENCED | FO_B_NEEDS_REJOIN, 0);
+			event(fo, "backend-fence-done",
+			      "term=%" PRIu64 " backend=%u method=operator", fo->term, backend);
+			write_record(fo, false);
+		} else {
+			fo->ctr.operator_fences_failed++;
+			event(fo, "backend-fence-failed",
+			      "term=%" PRIu64 " backend=%u method=operator reason=\"fence_command failed\"",
+			      fo->term, backend);
+		}
+		progress(fo, now);
 		return;
 	}
 	switch (kind) {
@@ -1974,6 +2235,28 @@ fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
 	case FO_CMD_PAUSE:
 	case FO_CMD_RESUME:
 		break;
+	case FO_CMD_SWITCHOVER:
+	case FO_CMD_FAILOVER:
+	case FO_CMD_FAILOVER_FORCE:
+		if (arg && backend_index(fo, arg) < 0) {
+			snprintf(err, errlen, "backend %u is not configured", arg);
+			return -1;
+		}
+		break;
+	case FO_CMD_FENCE:
+		if (backend_index(fo, arg) < 0) {
+			snprintf(err, errlen, "backend %u is not configured", arg);
+			return -1;
+		}
+		if (!fo->cfg.has_fence_command) {
+			snprintf(err, errlen, "no fence_command is set");
+			return -1;
+		}
+		if (arg == fo->rec.primary && fo->rec.step == FO_STEP_NONE) {
+			snprintf(err, errlen, "backend %u is the primary; replace it with pgvigilctl failover", arg);
+			return -1;
+		}
+		break;
 	case FO_CMD_REJOIN:
 		if (backend_index(fo, arg) < 0) {
 			snprintf(err, errlen, "backend %u is not configured", arg);
@@ -2063,11 +2346,13 @@ fo_record_format(const struct fo_record *r, char *buf, size_t len)
 			     "term=%" PRIu64 " seq=%" PRIu64 " primary=%u timeline=%" PRIu32
 			     " system_id=%" PRIu64 " switch_lsn=%" PRIu64 " step=%u old=%u"
 			     " candidate=%u failover_term=%" PRIu64 " failover_seq=%" PRIu64
-			     " fence_go=%u last_primary_lsn=%" PRIu64 " paused=%u flags=",
+			     " fence_go=%u last_primary_lsn=%" PRIu64 " paused=%u"
+			     " kind=%u target=%u force=%u shutdown_lsn=%" PRIu64 " flags=",
 			     r->term, r->seq, r->primary, r->timeline, r->system_id,
 			     r->switch_lsn, r->step, r->old_primary, r->candidate,
 			     r->failover_term, r->failover_seq, r->fence_go ? 1 : 0,
-			     r->last_primary_lsn, r->paused ? 1 : 0);
+			     r->last_primary_lsn, r->paused ? 1 : 0, r->kind, r->target,
+			     r->force ? 1 : 0, r->shutdown_lsn);
 	for (size_t i = 0; i < r->nflags && n < len; i++)
 		n += (size_t)snprintf(buf + n, len - n, "%s%u:%u", i ? "," : "",
 				      r->flags[i].backend, r->flags[i].flags);
@@ -2174,9 +2459,213 @@ fo_record_parse(const char *s, struct fo_record *r)
 		else if (strcmp(f, "fence_go") == 0 && v <= 1) r->fence_go = v != 0;
 		else if (strcmp(f, "last_primary_lsn") == 0) r->last_primary_lsn = v;
 		else if (strcmp(f, "paused") == 0 && v <= 1) r->paused = v != 0;
+		else if (strcmp(f, "kind") == 0 && v <= FO_KIND_MAX) r->kind = (uint8_t)v;
+		else if (strcmp(f, "target") == 0 && v <= 255) r->target = (uint8_t)v;
+		else if (strcmp(f, "force") == 0 && v <= 1) r->force = v != 0;
+		else if (strcmp(f, "shutdown_lsn") == 0) r->shutdown_lsn = v;
 		else
 			return -1;
 		seen++;
 	}
 	return seen >= 2 ? 0 : -1;
+}
+
+/* ---- operator preflight ---------------------------------------------------- */
+
+const char *
+fo_kind_name(enum fo_kind k)
+{
+	switch (k) {
+	case FO_KIND_FAILOVER: return "failover";
+	case FO_KIND_SWITCHOVER: return "switchover";
+	case FO_KIND_MANUAL: return "manual";
+	}
+	return "?";
+}
+
+struct pf {
+	char *p;
+	size_t len, n;
+	bool fail;
+};
+
+static void pf_line(struct pf *pf, const char *verdict, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+pf_line(struct pf *pf, const char *verdict, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (strcmp(verdict, "no") == 0)
+		pf->fail = true;
+	if (pf->n >= pf->len)
+		return;
+	pf->n += (size_t)snprintf(pf->p + pf->n, pf->len - pf->n, "%s: ", verdict);
+	if (pf->n >= pf->len)
+		return;
+	va_start(ap, fmt);
+	pf->n += (size_t)vsnprintf(pf->p + pf->n, pf->len - pf->n, fmt, ap);
+	va_end(ap);
+	if (pf->n < pf->len)
+		pf->n += (size_t)snprintf(pf->p + pf->n, pf->len - pf->n, "\n");
+}
+
+/* Why a backend cannot be the target, or NULL. */
+static const char *
+not_eligible(const struct fo *fo, const struct fo_backend_config *c,
+	     const struct fo_view *v, uint32_t timeline)
+{
+	if (c->id == fo->rec.primary)
+		return "it is the primary";
+	if (c->priority == 0)
+		return "its priority is 0 (never promoted)";
+	if (fo_record_flags(&fo->rec, c->id) & FO_B_NEEDS_REJOIN)
+		return "it needs a rejoin";
+	if (!v || v->health != FO_H_UP)
+		return "it is not up in this peer's checks";
+	if (v->role != FO_R_STANDBY)
+		return "it is not a standby";
+	if (fo->rec.system_id && v->system_id && v->system_id != fo->rec.system_id)
+		return "it belongs to another PostgreSQL cluster (system identifier)";
+	if (timeline && v->timeline && v->timeline != timeline)
+		return "it is on another timeline than the primary";
+	return NULL;
+}
+
+int
+fo_preflight(const struct fo *fo, uint64_t now, enum fo_command cmd,
+	     uint8_t target, char *out, size_t outlen, uint8_t *chosen)
+{
+	struct pf pf = { out, outlen, 0, false };
+	const struct fo_record *r = &fo->rec;
+	bool sw = cmd == FO_CMD_SWITCHOVER, force = cmd == FO_CMD_FAILOVER_FORCE;
+	const struct fo_view *pv, *tv = NULL;
+	const struct fo_backend_config *tc = NULL, *pb;
+	uint64_t plsn = 0, lag;
+
+	*chosen = 0;
+	if (outlen)
+		out[0] = '\0';
+	if (r->step != FO_STEP_NONE)
+		pf_line(&pf, "no", "a failover is in progress (step %s)", fo_step_name(r->step));
+	if (!r->primary) {
+		pf_line(&pf, "no", "no primary is known yet");
+		return -1;
+	}
+	pv = own_view(fo, r->primary);
+	if (view_up_primary(pv)) {
+		plsn = pv->lsn;
+		pf_line(&pf, "ok", "primary: backend %u is up (timeline %" PRIu32 ", LSN %" PRIu64 ")",
+			r->primary, pv->timeline, pv->lsn);
+	} else {
+		plsn = r->last_primary_lsn;
+		if (fo->primary_lsn_of == r->primary && fo->primary_lsn_seen > plsn)
+			plsn = fo->primary_lsn_seen;
+		pf_line(&pf, sw ? "no" : "warning",
+			"primary: backend %u is not up as a primary in this peer's checks%s",
+			r->primary, sw ? "; a switchover needs a running primary (use failover)" : "");
+	}
+	/* The target: the one asked for, else the most advanced eligible standby. */
+	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
+		const struct fo_backend_config *c = &fo->cfg.backends[i];
+		const struct fo_view *v = own_view(fo, c->id);
+		const char *why = not_eligible(fo, c, v, sw ? r->timeline : 0);
+
+		if (target) {
+			if (c->id != target)
+				continue;
+			if (why) {
+				pf_line(&pf, "no", "target: backend %u cannot be promoted: %s", c->id, why);
+				return -1;
+			}
+			tv = v;
+			tc = c;
+			break;
+		}
+		if (why)
+			continue;
+		if (!tv || v->lsn > tv->lsn ||
+		    (v->lsn == tv->lsn && (c->priority > tc->priority ||
+					   (c->priority == tc->priority && c->id < tc->id)))) {
+			tv = v;
+			tc = c;
+		}
+	}
+	if (!tc) {
+		if (target)
+			pf_line(&pf, "no", "target: backend %u is not configured", target);
+		else
+			pf_line(&pf, "no", "target: no standby is eligible (up, a standby on the primary's timeline, priority > 0, no pending rejoin)");
+		return -1;
+	}
+	*chosen = tc->id;
+	lag = plsn > tv->lsn ? plsn - tv->lsn : 0;
+	pf_line(&pf, "ok", "target: backend %u, standby on timeline %" PRIu32 ", LSN %" PRIu64 "%s",
+		tc->id, tv->timeline, tv->lsn, target ? "" : " (the most advanced eligible standby)");
+	if (sw) {
+		if (lag > fo->cfg.max_lag)
+			pf_line(&pf, "no", "lag: backend %u is %" PRIu64 " bytes behind the primary, more than max_lag %" PRIu64,
+				tc->id, lag, fo->cfg.max_lag);
+		else
+			pf_line(&pf, "ok", "lag: %" PRIu64 " bytes (max_lag %" PRIu64 "); it is promoted only once it has all of the primary's WAL",
+				lag, fo->cfg.max_lag);
+	} else if (lag > fo->cfg.max_lag) {
+		pf_line(&pf, force ? "warning" : "no",
+			"lag: backend %u is %" PRIu64 " bytes behind the last primary LSN, more than max_lag %" PRIu64 "%s",
+			tc->id, lag, fo->cfg.max_lag,
+			force ? "; forced: those writes are lost" : " (--force accepts the loss)");
+	} else {
+		pf_line(&pf, "ok", "lag: %" PRIu64 " bytes (max_lag %" PRIu64 ")", lag, fo->cfg.max_lag);
+	}
+	/* How the old primary is stopped. */
+	pb = backend_cfg(fo, r->primary);
+	{
+		bool coop = pb && pb->peer && fo->cfg.has_stop_command &&
+			    (pb->peer == fo->cfg.self || peer_up(fo, pb->peer, now));
+
+		if (coop)
+			pf_line(&pf, "ok", "stop: peer %u stops backend %u %s (stop_command)",
+				pb->peer, r->primary, sw ? "cleanly: checkpoint, then a fast shutdown" : "at once");
+		else if (sw)
+			pf_line(&pf, "no", "stop: %s; a switchover needs the primary's own peer to stop it cleanly",
+				!fo->cfg.has_stop_command ? "no stop_command is set" :
+				!pb || !pb->peer ? "the primary has no peer of its own" :
+				"the primary's peer is not reachable");
+		else if (fo->cfg.has_fence_command)
+			pf_line(&pf, "ok", "fence: fence_command stops backend %u (its peer cannot)", r->primary);
+		else
+			pf_line(&pf, "no", "fence: neither the primary's peer (stop_command) nor fence_command can stop backend %u",
+				r->primary);
+	}
+	if (sw)
+		pf_line(&pf, fo->cfg.has_rejoin_command ? "ok" : "warning",
+			"old primary: %s", fo->cfg.has_rejoin_command ?
+			"follows the new primary as a standby (rejoin_command)" :
+			"no rejoin_command is set: it stays stopped, flagged needs-rejoin");
+	{
+		size_t others = 0;
+
+		for (size_t i = 0; i < fo->cfg.nbackends; i++) {
+			uint8_t id = fo->cfg.backends[i].id;
+
+			if (id != r->primary && id != tc->id &&
+			    !(fo_record_flags(r, id) & FO_B_NEEDS_REJOIN))
+				others++;
+		}
+		if (others)
+			pf_line(&pf, fo->cfg.has_follow_command ? "ok" : "warning",
+				"standbys: %zu other standby(s) %s", others,
+				fo->cfg.has_follow_command ? "follow the new primary (follow_primary_command)" :
+				"will be flagged needs-rejoin: no follow_primary_command is set");
+	}
+	if (r->paused)
+		pf_line(&pf, "warning", "maintenance mode is on: an operator's request is carried out anyway");
+	return pf.fail ? -1 : 0;
+}
+
+uint32_t
+fo_op_seq(const struct fo *fo)
+{
+	return fo->op_seq;
 }

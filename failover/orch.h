@@ -72,6 +72,14 @@ enum fo_step {
 	FO_STEP_MAX = FO_STEP_FOLLOWING,
 };
 
+/* Why a failover runs, as recorded in the cluster record. */
+enum fo_kind {
+	FO_KIND_FAILOVER = 0,	/* the primary failed */
+	FO_KIND_SWITCHOVER,	/* planned: clean stop, no data loss, old primary follows */
+	FO_KIND_MANUAL,		/* pgvigilctl failover: the primary is replaced on request */
+	FO_KIND_MAX = FO_KIND_MANUAL,
+};
+
 /* Per-backend flags in the cluster record. */
 #define FO_B_NEEDS_REJOIN 0x01	/* old primary, or missed a follow: never promoted before a rejoin */
 #define FO_B_FENCED 0x02	/* fenced in this failover */
@@ -92,6 +100,10 @@ struct fo_record {
 	bool fence_go;		/* FENCING, committed: the old primary's peer may stop it now */
 	uint64_t last_primary_lsn;	/* highest LSN the old primary was seen at */
 	bool paused;		/* maintenance: no automatic action */
+	uint8_t kind;		/* enum fo_kind of the failover in progress */
+	uint8_t target;		/* switchover / manual failover: the backend asked for, 0 = best */
+	bool force;		/* manual failover: max_lag does not apply */
+	uint64_t shutdown_lsn;	/* switchover: the old primary's shutdown checkpoint, 0 = unknown */
 	uint8_t nflags;
 	struct {
 		uint8_t backend;
@@ -129,6 +141,7 @@ struct fo_config {
 	bool has_fence_command;	/* [failover] fence_command is set */
 	bool has_stop_command;	/* [failover] stop_command is set (cooperative fence) */
 	bool has_follow_command;
+	bool has_rejoin_command;
 	enum fo_vip_follow vip_follow;
 	/*
 	 * Two-node mode (two voters, no witness, fencing): a coordinator that
@@ -175,6 +188,8 @@ struct fo_effect {
 	uint8_t new_primary;	/* %m, 0 = none */
 	uint8_t old_primary;	/* %P / %M, 0 = none */
 	uint64_t term;		/* %T: the term the action belongs to */
+	/* HOOK FO_HOOK_STOP: a clean stop (switchover): checkpoint, fast shutdown */
+	bool clean;
 	/* TRANSFER */
 	uint8_t peer;
 	/* EVENT */
@@ -191,6 +206,8 @@ struct fo_counters {
 	uint64_t promotions, promotions_failed;
 	uint64_t follows, follows_failed;
 	uint64_t refusals;	/* candidate refused or none eligible */
+	uint64_t switchovers, switchovers_done, switchovers_cancelled;
+	uint64_t operator_fences, operator_fences_failed;
 };
 
 struct fo;
@@ -228,6 +245,12 @@ int fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 /* A hook this state machine asked for finished; ok = exit status 0. */
 void fo_hook_done(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 		  uint8_t backend, uint64_t term, bool ok);
+/*
+ * The same, with what the hook reported: for a clean stop, the LSN of the
+ * shutdown checkpoint it left (0 = not reported).
+ */
+void fo_hook_done_lsn(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
+		      uint8_t backend, uint64_t term, bool ok, uint64_t lsn);
 /* Timers: call at or after fo_next_wakeup(). */
 void fo_tick(struct fo *fo, uint64_t now);
 uint64_t fo_next_wakeup(const struct fo *fo);
@@ -241,9 +264,26 @@ enum fo_command {
 	FO_CMD_PAUSE = 1,
 	FO_CMD_RESUME,
 	FO_CMD_REJOIN,		/* arg: backend id */
+	FO_CMD_SWITCHOVER,	/* arg: target backend, 0 = the best standby */
+	FO_CMD_FAILOVER,	/* arg: target backend, 0 = the best standby */
+	FO_CMD_FAILOVER_FORCE,	/* the same, beyond max_lag (data loss accepted) */
+	FO_CMD_FENCE,		/* arg: backend: fence_command against it */
 };
 int fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
 	       char *err, size_t errlen);
+/*
+ * The checks a switchover (FO_CMD_SWITCHOVER) or a manual failover
+ * (FO_CMD_FAILOVER, FO_CMD_FAILOVER_FORCE) must pass, from this peer's own
+ * checks and record: one line per check into out ("ok: ...", "no: ...",
+ * "warning: ..."). Returns 0 when none says no, else -1. *chosen gets the
+ * target (the one asked for, or the best standby), 0 when there is none.
+ * The coordinator runs the same checks again before it acts.
+ */
+int fo_preflight(const struct fo *fo, uint64_t now, enum fo_command cmd,
+		 uint8_t target, char *out, size_t outlen, uint8_t *chosen);
+const char *fo_kind_name(enum fo_kind k);
+/* The number of this peer's last operator command (carried until applied). */
+uint32_t fo_op_seq(const struct fo *fo);
 
 /* Effects queued by the last call, valid until the next call. */
 size_t fo_effects(const struct fo *fo, const struct fo_effect **effs);

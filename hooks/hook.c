@@ -351,6 +351,7 @@ struct hook_proc {
 	bool out_truncated;
 	size_t linelen;
 	char line[HOOK_LINE_MAX];	/* partial output line */
+	char report[HOOK_REPORT_MAX];	/* its last "pgvigil-report: " line */
 };
 
 struct hook_runner {
@@ -450,6 +451,15 @@ out_emit(struct hook_proc *p)
 	esc[j] = '\0';
 	p->linelen = 0;
 	log_info("hook %s[%d]: %s", p->name, (int)p->pid, esc);
+	if (strncmp(esc, HOOK_REPORT_PREFIX, strlen(HOOK_REPORT_PREFIX)) == 0) {
+		const char *rep = esc + strlen(HOOK_REPORT_PREFIX);
+		size_t rlen = strlen(rep);
+
+		if (rlen >= sizeof(p->report))
+			rlen = sizeof(p->report) - 1;	/* a report is a few words */
+		memcpy(p->report, rep, rlen);
+		p->report[rlen] = '\0';
+	}
 }
 
 static void
@@ -575,6 +585,7 @@ proc_report(struct hook_proc *p, bool cancelled)
 		res.outcome = HOOK_FAILED;
 	res.duration_ms = end - p->start_ms;
 	res.leftover_killed = p->leftover_killed;
+	res.report = p->report;
 
 	/* The fd and timer go first so the callback may start new hooks. */
 	out_close(p);

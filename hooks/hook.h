@@ -60,7 +60,16 @@ struct hook_result {
 	int term_signal;	/* 0 unless the hook was killed by a signal */
 	uint64_t duration_ms;
 	unsigned leftover_killed; /* 1 if processes remained in its group */
+	/*
+	 * The text after "pgvigil-report: " of the last output line that
+	 * starts so ("" when none): how a hook hands back a result, such as a
+	 * clean stop's "shutdown_lsn=0/3000028". Borrowed, like name.
+	 */
+	const char *report;
 };
+
+#define HOOK_REPORT_PREFIX "pgvigil-report: "
+#define HOOK_REPORT_MAX 256
 
 typedef void (*hook_done_cb)(const struct hook_result *res, void *arg);
 

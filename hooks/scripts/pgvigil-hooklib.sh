@@ -446,7 +446,7 @@ past_fork_point() {
 dd_vars() {
 	for _dv in me data confdir bindir pg_log timeout connect_timeout \
 		new_host new_port new_user new_db repl_user slot cur_ci cur_known \
-		use_rewind use_basebackup; do
+		use_rewind use_basebackup stop_mode; do
 		eval "_dv_val=\${$_dv:-}"
 		printf '%s=%s\n' "$_dv" "$(shq "$_dv_val")"
 	done
@@ -520,10 +520,43 @@ dd_postmaster() {
 	printf '%s\n' "$_pm"
 }
 
-# dd_stop: the cooperative fence. Immediate stop; success only when no
-# process of the data directory is left.
+# dd_clean_stop PID: a switchover's stop: CHECKPOINT (so the shutdown
+# checkpoint has little left to write), then a fast shutdown, which sends
+# all WAL to the connected standbys before it ends. Fails when the server
+# is still running after it.
+dd_clean_stop() {
+	_cs_port=$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)
+	_cs_sock=$(sed -n 5p "$data/postmaster.pid" 2>/dev/null)
+	if is_uint "$_cs_port" && [ -n "$_cs_sock" ]; then
+		say "CHECKPOINT before the clean stop"
+		PGCONNECT_TIMEOUT=${connect_timeout:-5} "$(pgbin psql)" -X -q -w -h "$_cs_sock" -p "$_cs_port" \
+			-d postgres -c "SET statement_timeout = '${timeout}s'" -c CHECKPOINT </dev/null >&2 ||
+			say "CHECKPOINT failed; the shutdown checkpoint does the work"
+	fi
+	say "stopping PostgreSQL in $data (postmaster $1, fast mode: a clean shutdown)"
+	"$(pgbin pg_ctl)" stop -D "$ctl_dir" -m fast -w -t "$timeout" </dev/null >&2 ||
+		fail "pg_ctl stop -m fast failed; PostgreSQL in $data may still be running"
+	wait_for "$timeout" 0.02 dd_no_procs ||
+		fail "processes of $data still running after the clean stop: $(dd_procs | tr '\n' ' ')"
+	_cs_state=$("$(pgbin pg_controldata)" -D "$data" | sed -n 's/^Database cluster state: *//p')
+	_cs_lsn=$("$(pgbin pg_controldata)" -D "$data" | sed -n 's/^Latest checkpoint location: *//p')
+	[ "$_cs_state" = "shut down" ] ||
+		fail "PostgreSQL in $data stopped, but its state is '$_cs_state', not 'shut down'"
+	say "PostgreSQL in $data is stopped cleanly; shutdown checkpoint at $_cs_lsn"
+	# pgvigil reads this line (hook report): the switchover's target must
+	# have received the WAL up to here before it is promoted.
+	printf 'pgvigil-report: shutdown_lsn=%s\n' "$_cs_lsn"
+}
+
+# dd_stop: the cooperative fence. Immediate stop (clean stop with
+# stop_mode=clean); success only when no process of the data directory is
+# left.
 dd_stop() {
 	_ds_pm=$(dd_postmaster)
+	if [ -n "$_ds_pm" ] && [ "${stop_mode:-immediate}" = clean ]; then
+		dd_clean_stop "$_ds_pm"
+		return
+	fi
 	if [ -n "$_ds_pm" ]; then
 		say "stopping PostgreSQL in $data (postmaster $_ds_pm, immediate mode)"
 		"$(pgbin pg_ctl)" stop -D "$ctl_dir" -m immediate -w -t "$timeout" </dev/null >&2 ||

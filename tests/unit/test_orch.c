@@ -779,6 +779,130 @@ test_same_backend_failed_twice_in_one_term_is_fenced_twice(void **state)
 	cl_free(&c);
 }
 
+/*
+ * Switchover: the target is promoted only once it has the old primary's
+ * shutdown checkpoint (the clean stop's report), and the old primary is
+ * flagged only once it stopped; then it rejoins.
+ */
+static void
+test_switchover_waits_for_shutdown_lsn(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char out[1024], err[128];
+	uint8_t chosen = 0;
+
+	(void)state;
+	steady(&c, 2);
+	c.cfg[2].has_rejoin_command = true;
+	fo_reload(c.fo[2], &c.cfg[2]);
+	assert_int_equal(fo_preflight(c.fo[3], c.now, FO_CMD_SWITCHOVER, 2, out,
+				      sizeof(out), &chosen), 0);
+	assert_int_equal(chosen, 2);
+	assert_non_null(strstr(out, "ok: stop: peer 1 stops backend 1 cleanly"));
+	/* The primary itself is no target. */
+	assert_int_equal(fo_preflight(c.fo[3], c.now, FO_CMD_SWITCHOVER, 1, out,
+				      sizeof(out), &chosen), -1);
+	assert_non_null(strstr(out, "no: target: backend 1 cannot be promoted: it is the primary"));
+	/* Asked on peer 3, carried to the coordinator (peer 2). */
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_SWITCHOVER, 2, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "failover-started"));
+	assert_int_equal(fo_record(c.fo[2])->kind, FO_KIND_SWITCHOVER);
+	/* Not flagged before it stopped. */
+	assert_false(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	assert_int_equal(r->peer, 1);
+	r->done = true;
+	c.now += 10;
+	fo_hook_done_lsn(c.fo[1], c.now, FO_HOOK_STOP, 1, r->term, true, 5000);
+	effects(&c, 1);
+	exchange(&c, 2);
+	assert_true(has_event(&c, 2, "backend-fence-done"));
+	assert_int_equal(fo_record(c.fo[2])->shutdown_lsn, 5000);
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
+	/* The target has not received the shutdown checkpoint yet: no promotion. */
+	{
+		struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 4990),
+					view(2, FO_H_UP, FO_R_STANDBY, 1, 4990) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 3);
+	}
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
+	assert_false(has_event(&c, 2, "switchover-degraded"));
+	{
+		struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 4990),
+					view(2, FO_H_UP, FO_R_STANDBY, 1, 5120) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 2);
+	}
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 2);
+	finish(&c, r, true);
+	{
+		struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 4990),
+					view(2, FO_H_UP, FO_R_PRIMARY, 2, 5200) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 3);
+	}
+	assert_true(has_event(&c, 2, "failover-done"));
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
+	/* The old primary follows at once: rejoin_command. */
+	r = find_hook(&c, FO_HOOK_REJOIN, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 1);
+	finish(&c, r, true);
+	assert_false(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
+	assert_int_equal(count_hooks(&c, FO_HOOK_FENCE), 0);
+	cl_free(&c);
+}
+
+/* A clean stop that fails cancels the switchover: the primary stays. */
+static void
+test_switchover_failed_stop_cancels(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char err[128];
+
+	(void)state;
+	steady(&c, 2);
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_SWITCHOVER, 0, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	finish(&c, r, false);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "switchover-cancelled"));
+	assert_int_equal(fo_record(c.fo[2])->step, FO_STEP_NONE);
+	assert_int_equal(fo_record(c.fo[2])->primary, 1);
+	assert_false(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
+	/* Never the fence_command, never a promotion. */
+	assert_int_equal(count_hooks(&c, FO_HOOK_FENCE), 0);
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
+	/* An operator fence of the primary is refused; of a standby it runs. */
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_FENCE, 1, err, sizeof(err)), -1);
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_FENCE, 2, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 2);
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 2) & FO_B_NEEDS_REJOIN);
+	finish(&c, r, true);
+	assert_true(has_event(&c, 2, "backend-fence-done"));
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 2) & FO_B_FENCED);
+	assert_int_equal(fo_record(c.fo[2])->step, FO_STEP_NONE);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -797,6 +921,8 @@ main(void)
 		cmocka_unit_test(test_ext_and_record_codecs),
 		cmocka_unit_test(test_no_stop_before_a_majority_holds_the_step),
 		cmocka_unit_test(test_same_backend_failed_twice_in_one_term_is_fenced_twice),
+		cmocka_unit_test(test_switchover_waits_for_shutdown_lsn),
+		cmocka_unit_test(test_switchover_failed_stop_cancels),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
