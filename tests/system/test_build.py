@@ -51,3 +51,47 @@ def test_make_install_puts_files_under_destdir(pgvigil_bin, tmp_path):
     assert (root / "share" / "man" / "man8" / "pgvigil.8").is_file()
     assert (root / "share" / "man" / "man5" / "pgvigil.conf.5").is_file()
     assert (root / "etc" / "pgvigil" / "pgvigil.conf.sample").is_file()
+
+
+def test_make_install_lists_every_file_and_uninstall_removes_them(pgvigil_bin, tmp_path):
+    """A packager's install (prefix /usr, configuration in /etc, state in
+    /var) under DESTDIR: exactly these files, the unit with its paths filled
+    in; uninstall leaves no file behind."""
+    build = Path(pgvigil_bin).parent
+    if not (build / "Makefile").exists():
+        pytest.fail(f"{build} has no Makefile: PGVIGIL_BIN must point into a configured build")
+    dest = tmp_path / "stage"
+    dirs = ["prefix=/usr", "exec_prefix=/usr", "bindir=/usr/bin", "sbindir=/usr/sbin",
+            "libexecdir=/usr/libexec", "sysconfdir=/etc", "localstatedir=/var",
+            "datarootdir=/usr/share", "mandir=/usr/share/man",
+            "systemdunitdir=/lib/systemd/system"]
+    r = subprocess.run(["make", "-s", "-C", str(build), "install", f"DESTDIR={dest}", *dirs],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    want = {
+        "usr/sbin/pgvigil", "usr/bin/pgvigilctl",
+        "usr/share/man/man8/pgvigil.8", "usr/share/man/man8/pgvigilctl.8",
+        "usr/share/man/man5/pgvigil.conf.5",
+        "etc/pgvigil/pgvigil.conf.sample",
+        "lib/systemd/system/pgvigil.service",
+    }
+    want |= {f"usr/libexec/pgvigil/{p.name}" for p in (REPO / "hooks" / "scripts").iterdir()
+             if p.is_file()}
+    want |= {f"usr/share/doc/pgvigil/{p.name}" for p in (REPO / "doc").glob("*.md")}
+    if (REPO / "etc" / "grafana-pgvigil.json").exists():
+        want.add("usr/share/doc/pgvigil/examples/grafana-pgvigil.json")
+    got = {str(p.relative_to(dest)) for p in dest.rglob("*") if not p.is_dir()}
+    assert got == want, f"missing: {sorted(want - got)}; unexpected: {sorted(got - want)}"
+    for f in ("usr/sbin/pgvigil", "usr/bin/pgvigilctl", "usr/libexec/pgvigil/pgvigil-promote"):
+        assert os.access(dest / f, os.X_OK), f
+    unit = (dest / "lib/systemd/system/pgvigil.service").read_text()
+    assert "@" not in re.sub(r"(?m)^#.*$", "", unit), unit
+    assert "ExecStart=/usr/sbin/pgvigil -c /etc/pgvigil/pgvigil.conf\n" in unit
+    assert "ExecStopPost=/usr/sbin/pgvigil --release-vip -c /etc/pgvigil/pgvigil.conf\n" in unit
+    assert "ReadWritePaths=/var/lib/pgvigil\n" in unit
+
+    r = subprocess.run(["make", "-s", "-C", str(build), "uninstall", f"DESTDIR={dest}", *dirs],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    left = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if not p.is_dir())
+    assert left == [], left

@@ -271,7 +271,7 @@ def test_unit_file_has_the_required_settings():
     assert "-c" in start.split()
     stop_post = u[("Service", "ExecStopPost")][0]
     assert "--release-vip" in stop_post and "-c" in stop_post.split(), stop_post
-    assert any("/var/lib/pgvigil" in v for v in u.get(("Service", "ReadWritePaths"), [])), u
+    assert u.get(("Service", "ReadWritePaths")) == ["@LOCALSTATEDIR@/lib/pgvigil"], u
     # No privilege besides the two capabilities.
     assert ("Service", "PermissionsStartOnly") not in u
     assert not any(v.startswith("+") or v.startswith("!")
@@ -285,7 +285,7 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path, pgvigil_bin):
                     "install it, it is in tools/install-deps", pytrace=False)
     # The installed form: paths substituted as make install does.
     text = UNIT.read_text().replace("@SBINDIR@", os.path.dirname(os.path.abspath(pgvigil_bin))) \
-                           .replace("@SYSCONFDIR@", "/etc")
+                           .replace("@SYSCONFDIR@", "/etc").replace("@LOCALSTATEDIR@", "/var")
     unit = tmp_path / "pgvigil.service"
     unit.write_text(text)
     r = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True,
