@@ -123,6 +123,8 @@ struct conf_key {
  * term, peer id and cluster (%T %i %c).
  */
 #define FAILOVER_CODES "dhpDmHMrRPNSTic"
+/* primary_change_command: the new primary and the old one, no "node". */
+#define PRIMARY_CHANGE_CODES "mHrRMPNSTic"
 
 static const struct conf_key conf_keys[] = {
 	{ SECT_CLUSTER, "name", KT_NAME, NULL, 0, 0, false, NULL, C(cluster_name),
@@ -252,6 +254,9 @@ static const struct conf_key conf_keys[] = {
 	{ SECT_FAILOVER, "rejoin_command", KT_COMMAND, "", 0, 0, true,
 	  FAILOVER_CODES, FO(rejoin_command),
 	  "command that makes the failed old primary %d a standby of the primary %m; run by pgvigilctl rejoin, on the coordinator" },
+	{ SECT_FAILOVER, "primary_change_command", KT_COMMAND, "", 0, 0, true,
+	  PRIMARY_CHANGE_CODES, FO(primary_change_command),
+	  "command run on every peer when the cluster's primary changes (first known, or a verified new primary %m; %M the old one): repoints pgbouncer and the like" },
 	{ SECT_FAILOVER, "fence_timeout", KT_DURATION, "5s", 100, 600000, true,
 	  NULL, FO(fence_timeout_ms),
 	  "how long the coordinator waits for the backend's peer to confirm a cooperative fence" },

@@ -98,6 +98,7 @@ struct conf {
 		char *fence_command;	/* owned; empty = none */
 		char *stop_command;	/* owned; empty = none */
 		char *rejoin_command;	/* owned; empty = none */
+		char *primary_change_command;	/* owned; empty = none */
 		int64_t failure_quorum;	/* 0 = majority of the peers */
 		int64_t max_lag;	/* bytes */
 		int64_t fence_timeout_ms;

@@ -10,7 +10,9 @@
  * coordinator role handed over, events logged.
  *
  * Where a hook runs: stop_command on the peer next to the backend (the
- * state machine only asks that peer), every other failover hook on the
+ * state machine only asks that peer), primary_change_command on every
+ * peer once it has made a record with a new primary durable (one run at a
+ * time, the latest primary wins), every other failover hook on the
  * coordinator, and only while its lease is valid at the moment of the
  * start (the term is in the hook's arguments so a script can refuse a
  * stale call that was already running when the lease ended).
@@ -67,6 +69,10 @@ struct failover {
 	uint64_t persist_failures;
 	failover_event_observer ev_fn;	/* NULL: none (the API's metrics) */
 	void *ev_arg;			/* borrowed */
+	/* primary_change_command: what it last ran for, what the record says. */
+	uint8_t pc_done, pc_wanted;
+	uint64_t pc_term;
+	bool pc_running;
 };
 
 static void run_effects(struct failover *f);
@@ -308,6 +314,101 @@ start_hook(struct failover *f, enum fo_hook_kind kind, uint8_t backend,
 		defer_failure(f, r);
 }
 
+/* ---- primary_change_command ------------------------------------------------ */
+
+struct pc_run {
+	struct failover *f;	/* borrowed */
+	uint8_t new_primary, old_primary;
+	uint64_t term;
+};
+
+static void start_primary_change(struct failover *f);
+
+static void
+on_pc_done(const struct hook_result *res, void *arg)
+{
+	struct pc_run *r = arg;
+	struct failover *f = r->f;
+
+	log_event(res->outcome == HOOK_OK ? "primary-change-hook-done" : "primary-change-hook-failed",
+		  "term=%" PRIu64 " new=%u old=%u outcome=%s exit=%d duration_ms=%" PRIu64,
+		  r->term, r->new_primary, r->old_primary, hook_outcome_name(res->outcome),
+		  res->exit_code, res->duration_ms);
+	f->pc_running = false;
+	f->pc_done = r->new_primary;
+	free(r);
+	/* The primary changed again while it ran: tell about the latest. */
+	if (res->outcome != HOOK_CANCELLED && !f->stopping && f->pc_wanted != f->pc_done)
+		start_primary_change(f);
+}
+
+static void
+start_primary_change(struct failover *f)
+{
+	const struct conf *c = f->conf;
+	const char *cmd = c->fo.primary_change_command;
+	const struct conf_backend *m = backend_by_id(c, f->pc_wanted);
+	const struct conf_backend *o = f->pc_done ? backend_by_id(c, f->pc_done) : NULL;
+	char sm[8], sr[8], so[8], sS[8], sT[24], si[24];
+	struct hook_var vars[16];
+	size_t n = 0;
+	struct hook_spec spec;
+	struct pc_run *r;
+
+	if (!cmd || !cmd[0] || f->pc_running || !m)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		log_error("out of memory starting hook primary_change");
+		return;
+	}
+	*r = (struct pc_run){ f, f->pc_wanted, f->pc_done, f->pc_term };
+	snprintf(sm, sizeof(sm), "%u", r->new_primary);
+	snprintf(sr, sizeof(sr), "%" PRId64, m->port);
+	snprintf(so, sizeof(so), "%u", r->old_primary);
+	snprintf(sS, sizeof(sS), "%" PRId64, o ? o->port : 0);
+	snprintf(sT, sizeof(sT), "%" PRIu64, r->term);
+	snprintf(si, sizeof(si), "%" PRId64, f->self);
+#define V(code, env, val) vars[n++] = (struct hook_var){ code, env, nz(val) }
+	V('m', "NEW_PRIMARY_ID", sm);
+	V('H', "NEW_PRIMARY_HOST", m->host);
+	V('r', "NEW_PRIMARY_PORT", sr);
+	V('R', "NEW_PRIMARY_DATA", m->data_directory);
+	V(0, "NEW_PRIMARY_USER", m->user);
+	V(0, "NEW_PRIMARY_DBNAME", m->dbname);
+	V('M', "OLD_MAIN_ID", r->old_primary ? so : "");
+	V('P', "OLD_PRIMARY_ID", r->old_primary ? so : "");
+	V('N', "OLD_PRIMARY_HOST", o ? o->host : "");
+	V('S', "OLD_PRIMARY_PORT", o ? sS : "");
+	V('T', "TERM", sT);
+	V('i', "PEER_ID", si);
+	V('c', "CLUSTER", c->cluster_name);
+#undef V
+	conf_hook_spec(c, "primary_change", cmd, vars, n, &spec);
+	log_event("primary-change-hook-started", "term=%" PRIu64 " new=%u old=%u host=%s port=%s",
+		  r->term, r->new_primary, r->old_primary, m->host, sr);
+	if (hook_run(f->hooks, &spec, on_pc_done, r) < 0) {
+		log_event("primary-change-hook-failed",
+			  "term=%" PRIu64 " new=%u old=%u outcome=not-started exit=-1 duration_ms=0",
+			  r->term, r->new_primary, r->old_primary);
+		free(r);
+		return;
+	}
+	f->pc_running = true;
+}
+
+/* A record just made durable here: did the primary change? */
+static void
+primary_persisted(struct failover *f, const struct fo_record *r)
+{
+	if (r->primary == f->pc_wanted)
+		return;
+	f->pc_wanted = r->primary;
+	f->pc_term = r->term;
+	if (r->primary)
+		start_primary_change(f);
+}
+
 /* ---- effects -------------------------------------------------------------- */
 
 static void
@@ -342,6 +443,7 @@ run_effects(struct failover *f)
 				arm(f);
 				return;
 			}
+			primary_persisted(f, &e[i].record);
 			break;
 		case FO_EFF_HOOK:
 			if (e[i].hook != FO_HOOK_STOP &&
@@ -524,6 +626,8 @@ failover_new(struct loop *loop, const struct conf *conf, int64_t self,
 		goto fail;
 	}
 	f->vip_allowed = fo_vip_allowed(f->fo);
+	/* The record on disk is where the last run left things: no hook for it. */
+	f->pc_done = f->pc_wanted = rec.primary;
 	health_set_listener(health, on_health, f);
 	watchdog_set_ext_listener(wd, on_ext, f);
 	update_ext(f);

@@ -82,7 +82,8 @@ def test_make_install_lists_every_file_and_uninstall_removes_them(pgvigil_bin, t
         want.add("usr/share/doc/pgvigil/examples/grafana-pgvigil.json")
     got = {str(p.relative_to(dest)) for p in dest.rglob("*") if not p.is_dir()}
     assert got == want, f"missing: {sorted(want - got)}; unexpected: {sorted(got - want)}"
-    for f in ("usr/sbin/pgvigil", "usr/bin/pgvigilctl", "usr/libexec/pgvigil/pgvigil-promote"):
+    for f in ("usr/sbin/pgvigil", "usr/bin/pgvigilctl", "usr/libexec/pgvigil/pgvigil-promote",
+              "usr/libexec/pgvigil/pgvigil-pgbouncer"):
         assert os.access(dest / f, os.X_OK), f
     unit = (dest / "lib/systemd/system/pgvigil.service").read_text()
     assert "@" not in re.sub(r"(?m)^#.*$", "", unit), unit
