@@ -42,6 +42,7 @@
 #include "core/clock.h"
 #include "core/conf.h"
 #include "core/daemon.h"
+#include "core/evlog.h"
 #include "core/ident.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -74,6 +75,7 @@ struct daemon {
 	struct ctl_server *ctl;	/* owned */
 	struct sdnotify *sdn;	/* owned: the service manager, if any */
 	struct api *api;	/* owned: the HTTP API, [api] */
+	struct evlog *ev;	/* owned: event history, NULL if it could not open */
 	int64_t self;		/* our peer id */
 	int lockfd;		/* state directory lock, held while running */
 	uint64_t boot_count;	/* starts of this peer, durable */
@@ -311,6 +313,12 @@ on_control(const char *request, const char *who, FILE *out, void *arg)
 		return watchdog_status(d->wd, false, out);
 	if (strcmp(request, "status json") == 0)
 		return watchdog_status(d->wd, true, out);
+	if (strncmp(request, "events", 6) == 0 && (!request[6] || request[6] == ' ')) {
+		if (d->ev)
+			return evlog_request(d->ev, request, out);
+		fprintf(out, "the event history is not available\nhint: the daemon's log says why");
+		return -1;
+	}
 	if (strcmp(request, "pause") == 0 || strcmp(request, "resume") == 0 ||
 	    strncmp(request, "rejoin ", 7) == 0 || strncmp(request, "fence ", 6) == 0 ||
 	    strcmp(request, "progress") == 0 ||
@@ -401,10 +409,22 @@ open_state(struct daemon *d)
 	return 0;
 }
 
+/* A new event: to the followers of pgvigilctl events --follow. */
+static void
+on_event_line(void *arg, const char *line, size_t len)
+{
+	struct daemon *d = arg;
+
+	ctl_server_publish(d->ctl, line, len);
+}
+
 static void
 daemon_cleanup(struct daemon *d)
 {
 	api_free(d->api);
+	/* The history stays until the last event; the followers go now. */
+	if (d->ev)
+		evlog_set_listener(d->ev, NULL, NULL);
 	ctl_server_free(d->ctl);
 	/* Hooks before the watchdog: a fence callback still points at it. */
 	hook_runner_free(d->hooks);
@@ -461,6 +481,12 @@ daemon_main(const struct daemon_opts *opts)
 	}
 	if (open_state(&d) < 0)
 		goto out;
+	/* The history is for people: a start does not fail for it. */
+	d.ev = evlog_new(d.conf->state_dir, d.self, 0, 0, err, sizeof(err));
+	if (d.ev)
+		log_set_event_sink(evlog_sink, d.ev);
+	else
+		log_warning("%s; pgvigilctl events will not be available", err);
 	/* The VIP first: it purges what a crash left before we join. */
 	d.vip = vip_new(d.loop, d.conf, d.self, d.hooks, on_vip_trouble, &d, err,
 			sizeof(err));
@@ -507,6 +533,8 @@ daemon_main(const struct daemon_opts *opts)
 			goto out;
 		}
 	}
+	if (d.ev)
+		evlog_set_listener(d.ev, on_event_line, &d);
 	d.drain = loop_timer_new(d.loop, on_drain, &d);
 	if (!d.drain) {
 		log_error("out of memory");
@@ -544,6 +572,8 @@ out:
 	daemon_cleanup(&d);
 	if (rc == EXIT_OK)
 		log_event("daemon-stopped", "peer=%" PRId64, d.self);
+	log_set_event_sink(NULL, NULL);
+	evlog_free(d.ev);
 	log_set_context(NULL);
 	return rc;
 }

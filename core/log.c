@@ -6,7 +6,8 @@
  * close to PostgreSQL's log_line_prefix so operators read both the same
  * way. The wall clock is read here and nowhere else in the daemon. Lines
  * are written with one write(2) each so concurrent writers (hooks share the
- * terminal in the foreground) do not interleave inside a line. The logger's
+ * terminal in the foreground) do not interleave inside a line. Events also
+ * go to one sink (the event history), at every log level. The logger's
  * settings are the only process-wide mutable state outside the loop; they
  * change only at start and on a successful reload.
  */
@@ -25,6 +26,9 @@ static enum log_dest log_dest_cur = LOG_DEST_STDERR;
 static enum log_level log_level_cur = LOG_LVL_INFO;
 static char log_ctx[64];
 static int syslog_open;
+static log_event_sink log_sink;
+static void *log_sink_arg;
+static int log_in_sink;
 
 static const char *const level_names[] = {
 	[LOG_LVL_ERROR] = "error",
@@ -163,6 +167,13 @@ LOG_FN(log_info, LOG_LVL_INFO)
 LOG_FN(log_debug, LOG_LVL_DEBUG)
 
 void
+log_set_event_sink(log_event_sink fn, void *arg)
+{
+	log_sink = fn;
+	log_sink_arg = arg;
+}
+
+void
 log_event(const char *token, const char *fmt, ...)
 {
 	char prefix[96];
@@ -172,4 +183,21 @@ log_event(const char *token, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_emit(LOG_LVL_INFO, prefix, fmt, ap);
 	va_end(ap);
+	if (log_sink && !log_in_sink) {
+		char text[1024];
+		struct timespec ts;
+
+		va_start(ap, fmt);
+		vsnprintf(text, sizeof(text), fmt, ap);
+		va_end(ap);
+		for (char *p = text; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		clock_gettime(CLOCK_REALTIME, &ts);
+		/* A sink that logs an event by mistake must not recurse. */
+		log_in_sink = 1;
+		log_sink(log_sink_arg, (uint64_t)ts.tv_sec * 1000u +
+			 (uint64_t)ts.tv_nsec / 1000000u, token, text);
+		log_in_sink = 0;
+	}
 }

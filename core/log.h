@@ -11,6 +11,7 @@
 #define PGVIGIL_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_LVL_ERROR = 0,
@@ -45,5 +46,16 @@ void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);
 /* "event=TOKEN " followed by fmt; logged at info level. */
 void log_event(const char *token, const char *fmt, ...) LOG_PRINTF(2, 3);
+
+/*
+ * Receives every log_event, whatever the log level: the wall clock time
+ * (milliseconds since the epoch, read here with the log line's), the token
+ * and the key=value text (one line). For the event history (core/evlog.h).
+ * The sink must not call log_event itself; one sink, NULL for none, arg
+ * borrowed.
+ */
+typedef void (*log_event_sink)(void *arg, uint64_t wall_ms, const char *token,
+			       const char *text);
+void log_set_event_sink(log_event_sink fn, void *arg);
 
 #endif

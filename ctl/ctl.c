@@ -18,11 +18,17 @@
  *   discarded: closing a Unix socket with unread data makes the client's
  *   next read fail with ECONNRESET instead of seeing a clean end of reply.
  *
+ * - a follower (the handler returned CTL_FOLLOW) stays after its reply:
+ *   its buffer grows by what is published, up to CTL_FOLLOW_BUFFER unread
+ *   bytes, and it is dropped beyond that, or when it reads nothing for a
+ *   timeout while bytes wait; it counts against CTL_MAX_FOLLOWERS, not
+ *   CTL_MAX_CLIENTS, so followers cannot lock out a status request.
+ *
  * Why a fresh connection per request and "close ends the reply": the
  * client needs no length prefix and no parser beyond its first line, and
  * `socat - UNIX-CONNECT:PATH` is a usable debugging tool. The daemon's
- * state is small, so a reply is built whole in a memstream and then sent,
- * never streamed.
+ * state is small, so a reply is built whole in a memstream and then sent;
+ * only a follower's stream goes on after it.
  *
  * Why bind under umask 0177 and then chmod: an AF_UNIX socket file takes
  * its mode from the umask at bind(); fchmod on the socket fd does not
@@ -67,8 +73,9 @@ struct ctl_client {
 	char req[REQ_BUF + 1];	/* request bytes, NUL-terminated when served */
 	size_t reqlen;
 	char *reply;		/* owned: status line and body; NULL while reading */
-	size_t replylen, replyoff;
+	size_t replylen, replyoff, replycap;
 	bool want_out;		/* fd is watched for EPOLLOUT */
+	bool follow;		/* a follower: stays after its reply */
 	struct ctl_client *prev;	/* borrowed */
 	struct ctl_client *next;	/* owned: list of the server's clients */
 };
@@ -87,7 +94,8 @@ struct ctl_server {
 	uint64_t timeout_ms;
 	struct loop_timer *resume;	/* owned: ends an accept pause */
 	struct ctl_client *clients;	/* owned list */
-	size_t nclients;
+	size_t nclients;	/* those not following */
+	size_t nfollowers;
 };
 
 /* ---- closing ------------------------------------------------------------ */
@@ -131,7 +139,10 @@ client_free(struct ctl_client *c)
 		cs->clients = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	cs->nclients--;
+	if (c->follow)
+		cs->nfollowers--;
+	else
+		cs->nclients--;
 	loop_del_fd(cs->loop, c->fd);
 	drain(c->fd);
 	close(c->fd);
@@ -142,10 +153,15 @@ client_free(struct ctl_client *c)
 
 /* ---- replying ------------------------------------------------------------ */
 
-/* Sends what the socket takes; closes when done, waits for EPOLLOUT if not. */
+/*
+ * Sends what the socket takes; closes when done (a follower waits for more
+ * instead), waits for EPOLLOUT if not.
+ */
 static void
 flush_reply(struct ctl_client *c)
 {
+	bool progress = false;
+
 	while (c->replyoff < c->replylen) {
 		ssize_t n = send(c->fd, c->reply + c->replyoff,
 				 c->replylen - c->replyoff, MSG_NOSIGNAL);
@@ -161,6 +177,9 @@ flush_reply(struct ctl_client *c)
 					client_free(c);
 					return;
 				}
+				/* A follower gets a period to read from its last progress. */
+				if (c->follow && (progress || !c->want_out))
+					loop_timer_in(c->timer, c->cs->timeout_ms);
 				c->want_out = true;
 				return;
 			}
@@ -170,8 +189,22 @@ flush_reply(struct ctl_client *c)
 			return;
 		}
 		c->replyoff += (size_t)n;
+		progress = true;
 	}
-	client_free(c);
+	if (!c->follow) {
+		client_free(c);
+		return;
+	}
+	/* All sent: wait for more, and for the client to leave. */
+	c->replyoff = c->replylen = 0;
+	loop_timer_stop(c->timer);
+	if (c->want_out) {
+		if (loop_mod_fd(c->cs->loop, c->fd, EPOLLIN) < 0) {
+			client_free(c);
+			return;
+		}
+		c->want_out = false;
+	}
 }
 
 /*
@@ -191,6 +224,7 @@ start_reply(struct ctl_client *c, bool ok, const char *text, size_t len)
 	}
 	nl = len > 0 && text[len - 1] != '\n';
 	c->replylen = slen + len + (nl ? 1 : 0);
+	c->replycap = c->replylen;
 	c->reply = malloc(c->replylen);
 	if (!c->reply) {
 		log_error("could not reply on control connection: out of memory");
@@ -246,6 +280,25 @@ serve(struct ctl_client *c, size_t len)
 		client_free(c);
 		return;
 	}
+	if (rc == CTL_FOLLOW) {
+		if (cs->nfollowers >= CTL_MAX_FOLLOWERS) {
+			char msg[80];
+
+			free(body);
+			log_warning("refused to stream to pid %d: %d followers are already connected",
+				    (int)c->pid, CTL_MAX_FOLLOWERS);
+			snprintf(msg, sizeof(msg),
+				 "too many followers (at most %d), try again later",
+				 CTL_MAX_FOLLOWERS);
+			reply_error(c, msg);
+			return;
+		}
+		c->follow = true;
+		cs->nclients--;
+		cs->nfollowers++;
+		log_debug("control client pid %d follows", (int)c->pid);
+		rc = 0;
+	}
 	start_reply(c, rc == 0, body, bodylen);
 	free(body);
 }
@@ -299,6 +352,19 @@ read_request(struct ctl_client *c)
 	}
 }
 
+/* A follower's socket is readable: it sent something, or it left. */
+static void
+follower_input(struct ctl_client *c)
+{
+	char buf[512];
+	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+		return;		/* nothing to say to us: ignored */
+	log_debug("follower pid %d left", (int)c->pid);
+	client_free(c);
+}
+
 static void
 on_client(struct loop *loop, int fd, uint32_t events, void *arg)
 {
@@ -306,7 +372,10 @@ on_client(struct loop *loop, int fd, uint32_t events, void *arg)
 
 	(void)loop;
 	(void)fd;
-	(void)events;
+	if (c->follow && !c->want_out && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+		follower_input(c);
+		return;
+	}
 	if (c->reply)
 		flush_reply(c);
 	else
@@ -321,7 +390,10 @@ on_client_timeout(struct loop *loop, struct loop_timer *t, void *arg)
 
 	(void)loop;
 	(void)t;
-	if (c->reply) {
+	if (c->follow) {
+		log_warning("dropped follower pid %d: it read nothing for %" PRIu64 " ms",
+			    (int)c->pid, c->cs->timeout_ms);
+	} else if (c->reply) {
 		log_warning("dropped control connection of pid %d: reply not read within %" PRIu64 " ms",
 			    (int)c->pid, c->cs->timeout_ms);
 	} else {
@@ -670,6 +742,61 @@ ctl_server_free(struct ctl_server *cs)
 	loop_timer_free(cs->resume);
 	free(cs->path);
 	free(cs);
+}
+
+void
+ctl_server_publish(struct ctl_server *cs, const char *text, size_t len)
+{
+	struct ctl_client *c, *next;
+
+	if (!cs || len == 0)
+		return;
+	for (c = cs->clients; c; c = next) {
+		size_t unread;
+
+		next = c->next;
+		if (!c->follow)
+			continue;
+		unread = c->replylen - c->replyoff;
+		if (unread + len > CTL_FOLLOW_BUFFER) {
+			log_warning("dropped follower pid %d: more than %d bytes it has not read",
+				    (int)c->pid, CTL_FOLLOW_BUFFER);
+			client_free(c);
+			continue;
+		}
+		if (c->replyoff > 0) {
+			memmove(c->reply, c->reply + c->replyoff, unread);
+			c->replyoff = 0;
+			c->replylen = unread;
+		}
+		if (c->replylen + len > c->replycap) {
+			size_t cap = c->replycap ? c->replycap : 4096;
+			char *nb;
+
+			while (cap < c->replylen + len)
+				cap *= 2;
+			if (cap > CTL_FOLLOW_BUFFER)
+				cap = CTL_FOLLOW_BUFFER;
+			nb = realloc(c->reply, cap);
+			if (!nb) {
+				log_error("dropped follower pid %d: out of memory", (int)c->pid);
+				client_free(c);
+				continue;
+			}
+			c->reply = nb;
+			c->replycap = cap;
+		}
+		memcpy(c->reply + c->replylen, text, len);
+		c->replylen += len;
+		if (!c->want_out)
+			flush_reply(c);
+	}
+}
+
+size_t
+ctl_server_followers(const struct ctl_server *cs)
+{
+	return cs ? cs->nfollowers : 0;
 }
 
 void

@@ -35,11 +35,13 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
 #include "core/conf.h"
 #include "ctl/ctl.h"
+#include "ctl/evview.h"
 
 #define DEFAULT_CONF PGVIGIL_SYSCONFDIR "/pgvigil/pgvigil.conf"
 /* conf_control_socket() of a file that sets neither state_dir nor control_socket. */
@@ -61,7 +63,8 @@ usage(FILE *out)
 	fprintf(out,
 		"pgvigilctl talks to a running pgvigil through its control socket.\n\n"
 		"Usage:\n"
-		"  pgvigilctl [-s SOCKET | -c FILE] status [--json]\n"
+		"  pgvigilctl [-s SOCKET | -c FILE] status [--json] [-w [SECONDS] [-n COUNT]]\n"
+		"  pgvigilctl [-s SOCKET | -c FILE] events [-n COUNT] [--since WHEN] [-f] [--json]\n"
 		"  pgvigilctl [-s SOCKET | -c FILE] pause | resume | rejoin ID\n"
 		"  pgvigilctl [-s SOCKET | -c FILE] switchover [--to ID] [--dry-run] [--no-wait]\n"
 		"  pgvigilctl [-s SOCKET | -c FILE] failover [--to ID] [--force] [--dry-run] [--no-wait]\n"
@@ -69,6 +72,7 @@ usage(FILE *out)
 		"  pgvigilctl --version | --help\n\n"
 		"Commands:\n"
 		"  status              show this peer's view of the cluster\n"
+		"  events              the event history; each failover as a timeline\n"
 		"  pause               maintenance mode: no automatic failover; the VIP stays\n"
 		"  resume              leave maintenance mode\n"
 		"  rejoin ID           run rejoin_command for backend ID, a failed old\n"
@@ -82,7 +86,12 @@ usage(FILE *out)
 		"Options:\n"
 		"  -s, --socket SOCKET control socket of the daemon\n"
 		"  -c, --config FILE   use the control_socket setting of this file\n"
-		"      --json          print the status as JSON (schema in pgvigilctl(8))\n"
+		"      --json          print JSON (schemas in pgvigilctl(8))\n"
+		"  -w, --watch[=SECONDS] status: print it again every SECONDS (2) until Ctrl-C\n"
+		"  -n, --count COUNT   status -w: stop after COUNT; events: the last COUNT\n"
+		"      --since WHEN    events since WHEN: 30s, 10m, 2h, 1d ago, or a UTC\n"
+		"                      time 2026-11-26T09:00[:00]\n"
+		"  -f, --follow        events: then print new ones as they happen\n"
 		"      --to ID         switchover/failover: the standby to promote (default:\n"
 		"                      the most advanced eligible one)\n"
 		"      --dry-run       print the checks and what would be done; do nothing\n"
@@ -273,9 +282,13 @@ fail:
 	return NULL;
 }
 
-/* Maps the reply to output and exit status. */
+/* Prints an ok reply's body; returns 0, or -1 when the output failed. */
+typedef int (*body_printer)(const char *body, size_t len, void *arg);
+
+/* Maps the reply to output and exit status; print NULL: the body as is. */
 static int
-report(const char *path, const char *reply, size_t len)
+report_with(const char *path, const char *reply, size_t len, body_printer print,
+	    void *arg)
 {
 	const char *nl = memchr(reply, '\n', len);
 	size_t first = nl ? (size_t)(nl - reply) : len;
@@ -288,7 +301,9 @@ report(const char *path, const char *reply, size_t len)
 		return EXIT_UNREACHABLE;
 	}
 	if (first == 2 && memcmp(reply, "ok", 2) == 0) {
-		if (fwrite(body, 1, bodylen, stdout) != bodylen || fflush(stdout) != 0) {
+		if ((print ? print(body, bodylen, arg) < 0 :
+		     fwrite(body, 1, bodylen, stdout) != bodylen) ||
+		    fflush(stdout) != 0) {
 			fprintf(stderr, "%s: could not write output: %s\n", progname,
 				strerror(errno));
 			return EXIT_REFUSED;
@@ -303,6 +318,12 @@ report(const char *path, const char *reply, size_t len)
 	fprintf(stderr, "%s: unexpected reply from pgvigil at \"%s\": \"%.*s\"\n",
 		progname, path, (int)(first > 80 ? 80 : first), reply);
 	return EXIT_UNREACHABLE;
+}
+
+static int
+report(const char *path, const char *reply, size_t len)
+{
+	return report_with(path, reply, len, NULL, NULL);
 }
 
 /*
@@ -439,14 +460,211 @@ follow_steps(const char *sock, const struct progress *start, unsigned want,
 	return EXIT_REFUSED;
 }
 
+/* ---- events, --follow, --watch ------------------------------------ */
+
+/*
+ * --since: "30s", "10m", "2h", "1d" ago, or a UTC time
+ * "YYYY-MM-DDTHH:MM[:SS]" (a space for the T, a trailing Z, are fine).
+ * Milliseconds since the epoch into *out; -1 when it is neither.
+ */
+static int
+parse_since(const char *s, uint64_t *out)
+{
+	struct timespec now;
+	struct tm tm;
+	char *end;
+	unsigned long long v;
+	int used = 0;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (s[0] >= '0' && s[0] <= '9' && !strchr(s, '-')) {
+		static const struct { char unit; uint64_t ms; } units[] = {
+			{ 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 }, { 'd', 86400000 },
+		};
+
+		v = strtoull(s, &end, 10);
+		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+			uint64_t nowms = (uint64_t)now.tv_sec * 1000u +
+				(uint64_t)now.tv_nsec / 1000000u;
+
+			if (end[0] != units[i].unit || end[1] || v > 100000000ULL)
+				continue;
+			*out = nowms > v * units[i].ms ? nowms - v * units[i].ms : 0;
+			return 0;
+		}
+		return -1;
+	}
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2d%*1[T ]%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+		   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &used) != 5)
+		return -1;
+	s += used;
+	if (s[0] == ':') {
+		used = 0;
+		if (sscanf(s, ":%2d%n", &tm.tm_sec, &used) != 1)
+			return -1;
+		s += used;
+	}
+	if (s[0] == 'Z')
+		s++;
+	if (s[0] || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+	    tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+
+	if (t < 0)
+		return -1;
+	*out = (uint64_t)t * 1000u;
+	return 0;
+}
+
+/* One request and its reply, mapped to the exit status by report(). */
+static int
+ask(const char *sock, const char *req, body_printer print, void *arg)
+{
+	uint64_t deadline = clock_now_ms() + CTL_TIMEOUT_MS;
+	int fd = connect_to(sock, deadline);
+	int rc = EXIT_UNREACHABLE;
+	char *reply;
+	size_t len;
+
+	if (fd < 0)
+		return EXIT_UNREACHABLE;
+	if (send_request(fd, sock, req, deadline) == 0) {
+		reply = read_reply(fd, sock, deadline, &len);
+		if (reply) {
+			rc = report_with(sock, reply, len, print, arg);
+			free(reply);
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+static int
+print_events(const char *body, size_t len, void *arg)
+{
+	return evview_print(body, len, *(bool *)arg, stdout);
+}
+
+/*
+ * events --follow: the reply's first line within the deadline, then the
+ * stream for as long as the daemon sends it (until it stops, or Ctrl-C).
+ */
+static int
+follow_events(const char *sock, const char *req, bool json)
+{
+	uint64_t deadline = clock_now_ms() + CTL_TIMEOUT_MS;
+	struct evview_stream st = { 0 };
+	char buf[EVLOG_LINE_MAX * 2];
+	size_t have = 0;
+	bool first = true;
+	int fd = connect_to(sock, deadline);
+
+	if (fd < 0)
+		return EXIT_UNREACHABLE;
+	if (send_request(fd, sock, req, deadline) < 0) {
+		close(fd);
+		return EXIT_UNREACHABLE;
+	}
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char *nl;
+		ssize_t n;
+		int rc = poll(&p, 1, first ? remaining(deadline) : -1);
+
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc == 0) {
+			fprintf(stderr, "%s: timed out waiting for a reply from pgvigil at \"%s\"\n",
+				progname, sock);
+			close(fd);
+			return EXIT_UNREACHABLE;
+		}
+		n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			close(fd);
+			if (first) {
+				/* an error reply, or nothing: report() says which */
+				buf[have] = '\0';
+				return report(sock, buf, have);
+			}
+			fprintf(stderr, "%s: pgvigil at \"%s\" closed the stream\n",
+				progname, sock);
+			return EXIT_UNREACHABLE;
+		}
+		have += (size_t)n;
+		while ((nl = memchr(buf, '\n', have))) {
+			size_t ll = (size_t)(nl - buf) + 1;
+
+			*nl = '\0';
+			if (first) {
+				if (strcmp(buf, "ok") != 0) {
+					*nl = '\n';
+					/* the rest of an error reply, then report it */
+					while (have < sizeof(buf) - 1 &&
+					       (n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0)) > 0)
+						have += (size_t)n;
+					close(fd);
+					buf[have] = '\0';
+					return report(sock, buf, have);
+				}
+				first = false;
+			} else {
+				evview_stream_line(&st, buf, json, stdout);
+			}
+			memmove(buf, buf + ll, have - ll);
+			have -= ll;
+		}
+		if (have == sizeof(buf) - 1)
+			have = 0;	/* longer than any event line: dropped */
+	}
+}
+
+/* status -w: the status again every interval, count times (0: until Ctrl-C). */
+static int
+watch(const char *sock, const char *req, unsigned interval, unsigned long count)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	int rc = EXIT_OK;
+
+	for (unsigned long i = 0; count == 0 || i < count; i++) {
+		struct timespec ts = { .tv_sec = (time_t)interval };
+		time_t now = time(NULL);
+		struct tm tm;
+		char stamp[32];
+
+		if (i > 0)
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		/* Clear the screen on a terminal; a blank line between otherwise. */
+		printf("%severy %us: pgvigilctl status    %s\n\n",
+		       tty ? "\033[H\033[2J" : i > 0 ? "\n" : "", interval, stamp);
+		fflush(stdout);
+		rc = ask(sock, req, NULL, NULL);
+	}
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_TO, OPT_DRY, OPT_NOWAIT, OPT_FORCE, OPT_YES, OPT_TIMEOUT };
+	enum { OPT_JSON = 256, OPT_TO, OPT_DRY, OPT_NOWAIT, OPT_FORCE, OPT_YES, OPT_TIMEOUT,
+	       OPT_SINCE };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "watch", optional_argument, NULL, 'w' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "follow", no_argument, NULL, 'f' },
 		{ "to", required_argument, NULL, OPT_TO },
 		{ "dry-run", no_argument, NULL, OPT_DRY },
 		{ "no-wait", no_argument, NULL, OPT_NOWAIT },
@@ -458,7 +676,11 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = NULL, *config = NULL, *req;
-	char reqbuf[64];
+	char reqbuf[128];
+	const char *watch_arg = NULL, *count_arg = NULL, *since_arg = NULL;
+	bool watching = false, following = false, events = false;
+	unsigned long count = 0, interval = 2;
+	uint64_t since = 0;
 	char *owned = NULL, *reply;
 	bool json = false, implicit = false;
 	bool dry = false, nowait = false, force = false, yes = false, opsopt = false;
@@ -469,7 +691,7 @@ main(int argc, char **argv)
 	size_t len;
 	int c, fd, rc;
 
-	while ((c = getopt_long(argc, argv, "s:c:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:c:w::n:fvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			sock = optarg;
@@ -479,6 +701,19 @@ main(int argc, char **argv)
 			break;
 		case OPT_JSON:
 			json = true;
+			break;
+		case 'w':
+			watching = true;
+			watch_arg = optarg;
+			break;
+		case 'n':
+			count_arg = optarg;
+			break;
+		case OPT_SINCE:
+			since_arg = optarg;
+			break;
+		case 'f':
+			following = true;
 			break;
 		case OPT_TO:
 			to = optarg;
@@ -522,6 +757,21 @@ main(int argc, char **argv)
 		return usage_error("no command given");
 	if (sock && config)
 		return usage_error("-s and -c cannot be used together");
+	if (count_arg) {
+		char *end;
+
+		errno = 0;
+		count = strtoul(count_arg, &end, 10);
+		if (errno || *end || end == count_arg || count < 1 || count > 1000000)
+			return usage_error("count \"%s\" is not a number from 1 to 1000000",
+					   count_arg);
+	}
+	if (since_arg && parse_since(since_arg, &since) < 0)
+		return usage_error("--since \"%s\" is neither a time ago (30s, 10m, 2h, 1d) nor a UTC time (2026-11-26T09:00)",
+				   since_arg);
+	if ((watching || count_arg || since_arg || following) &&
+	    strcmp(argv[optind], "status") != 0 && strcmp(argv[optind], "events") != 0)
+		return usage_error("-w, -n, --since and -f go with status or events only");
 	if (to) {
 		char *end;
 
@@ -579,15 +829,51 @@ main(int argc, char **argv)
 		snprintf(reqbuf, sizeof(reqbuf), "fence %ld\n", id);
 		req = reqbuf;
 	} else if (strcmp(argv[optind], "status") == 0) {
+		/* "-w 5": getopt leaves an optional argument's separate word alone */
+		if (watching && !watch_arg && optind + 1 < argc &&
+		    argv[optind + 1][0] >= '0' && argv[optind + 1][0] <= '9')
+			watch_arg = argv[++optind];
 		if (optind + 1 < argc)
 			return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
+		if (since_arg || following)
+			return usage_error("--since and -f go with events only");
+		if (count_arg && !watching)
+			return usage_error("-n goes with status -w");
+		if (watch_arg) {
+			char *end;
+
+			errno = 0;
+			interval = strtoul(watch_arg, &end, 10);
+			if (errno || *end || end == watch_arg || interval < 1 || interval > 86400)
+				return usage_error("watch interval \"%s\" is not a number of seconds from 1 to 86400",
+						   watch_arg);
+		}
 		req = json ? "status json\n" : "status\n";
+	} else if (strcmp(argv[optind], "events") == 0) {
+		int n;
+
+		if (optind + 1 < argc)
+			return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
+		if (watching)
+			return usage_error("-w goes with status only");
+		n = snprintf(reqbuf, sizeof(reqbuf), "events");
+		if (count_arg)
+			n += snprintf(reqbuf + n, sizeof(reqbuf) - (size_t)n, " n=%lu", count);
+		else if (following)
+			n += snprintf(reqbuf + n, sizeof(reqbuf) - (size_t)n, " n=10");
+		if (since_arg)
+			n += snprintf(reqbuf + n, sizeof(reqbuf) - (size_t)n, " since=%llu",
+				      (unsigned long long)since);
+		snprintf(reqbuf + n, sizeof(reqbuf) - (size_t)n, "%s\n",
+			 following ? " follow" : "");
+		req = reqbuf;
+		events = true;
 	} else if (strcmp(argv[optind], "pause") == 0 ||
 		   strcmp(argv[optind], "resume") == 0) {
 		if (optind + 1 < argc)
 			return usage_error("unexpected argument \"%s\"", argv[optind + 1]);
 		if (json)
-			return usage_error("--json goes with status only");
+			return usage_error("--json goes with status and events only");
 		snprintf(reqbuf, sizeof(reqbuf), "%s\n", argv[optind]);
 		req = reqbuf;
 	} else if (strcmp(argv[optind], "rejoin") == 0) {
@@ -603,7 +889,7 @@ main(int argc, char **argv)
 			return usage_error("backend id \"%s\" is not a number from 1 to 255",
 					   argv[optind + 1]);
 		if (json)
-			return usage_error("--json goes with status only");
+			return usage_error("--json goes with status and events only");
 		snprintf(reqbuf, sizeof(reqbuf), "rejoin %ld\n", id);
 		req = reqbuf;
 	} else {
@@ -653,6 +939,16 @@ main(int argc, char **argv)
 						    (uint64_t)timeout_s * 1000) : EXIT_UNREACHABLE;
 		}
 		free(reply);
+		free(owned);
+		return rc;
+	}
+	if (following || events || watching) {
+		if (following)
+			rc = follow_events(sock, req, json);
+		else if (events)
+			rc = ask(sock, req, print_events, &json);
+		else
+			rc = watch(sock, req, (unsigned)interval, count);
 		free(owned);
 		return rc;
 	}

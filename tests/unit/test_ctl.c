@@ -3,7 +3,8 @@
  * test_ctl.c - the JSON writer (structure, escaping, UTF-8, misuse) and the
  * control socket server: replies framed as "ok" / "error: ...", request
  * limits, timeouts, stale and live socket files, the socket's mode, peer
- * credentials, the bound on clients, slow readers, and clean release.
+ * credentials, the bound on clients, slow readers, followers (the stream
+ * of published text, its bounds), and clean release.
  *
  * The server runs on a real loop driven by loop_run_once; clients are
  * nonblocking sockets of the same process, except the one that must run
@@ -339,6 +340,10 @@ fake_handler(const char *req, const char *who, FILE *out, void *arg)
 	}
 	if (strcmp(req, "silent") == 0)
 		return 0;
+	if (strcmp(req, "follow") == 0) {
+		fputs("hello\n", out);
+		return CTL_FOLLOW;
+	}
 	if (strcmp(req, "fail") == 0)
 		return -1;
 	if (strcmp(req, "big") == 0) {
@@ -996,6 +1001,166 @@ test_ctl_peer_with_another_uid_is_refused(void **state)
 	assert_int_equal(fx->calls, 0);
 }
 
+/* ---- followers ------------------------------------------------------------ */
+
+/*
+ * Reads from fd, running the loop, until what it read ends with want (or
+ * the peer closed, when want is NULL). Returns what it read (owned).
+ */
+static char *
+read_until(struct fx *fx, int fd, const char *want, size_t *lenp)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap + 1);
+	uint64_t end = clock_now_ms() + DEADLINE_MS;
+
+	assert_non_null(buf);
+	for (;;) {
+		ssize_t n;
+
+		if (clock_now_ms() > end)
+			fail_msg("no \"%s\" within %d ms (got %zu bytes)", want ? want : "end",
+				 DEADLINE_MS, len);
+		assert_int_equal(loop_run_once(fx->loop, 5), 0);
+		for (;;) {
+			if (len == cap) {
+				cap *= 2;
+				buf = realloc(buf, cap + 1);
+				assert_non_null(buf);
+			}
+			n = recv(fd, buf + len, cap - len, MSG_DONTWAIT);
+			if (n <= 0)
+				break;
+			len += (size_t)n;
+		}
+		buf[len] = '\0';
+		if (want && len >= strlen(want) && strcmp(buf + len - strlen(want), want) == 0)
+			break;
+		if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+			if (want)
+				fail_msg("closed before \"%s\" (got \"%.200s\")", want, buf);
+			break;
+		}
+	}
+	if (lenp)
+		*lenp = len;
+	return buf;
+}
+
+static void
+test_ctl_follower_gets_its_reply_then_what_is_published(void **state)
+{
+	struct fx *fx = *state;
+	int fd = client_connect(fx->path);
+	char *r;
+
+	client_send(fd, "follow\n", 7);
+	r = read_until(fx, fd, "ok\nhello\n", NULL);
+	free(r);
+	assert_int_equal(ctl_server_followers(fx->cs), 1);
+	ctl_server_publish(fx->cs, "one\n", 4);
+	ctl_server_publish(fx->cs, "two\n", 4);
+	r = read_until(fx, fd, "one\ntwo\n", NULL);
+	assert_string_equal(r, "one\ntwo\n");
+	free(r);
+	/* It stays past the timeout while nothing waits to be read. */
+	ctl_server_set_timeout_ms(fx->cs, 50);
+	run_for(fx, 150);
+	assert_int_equal(ctl_server_followers(fx->cs), 1);
+	/* A status request is served beside it. */
+	r = request(fx, "status\n");
+	assert_int_equal(strncmp(r, "ok\n", 3), 0);
+	free(r);
+	/* The client leaves: the server notices without publishing. */
+	close(fd);
+	run_for(fx, 50);
+	assert_int_equal(ctl_server_followers(fx->cs), 0);
+}
+
+static void
+test_ctl_follower_that_does_not_read_is_dropped_at_the_bound(void **state)
+{
+	struct fx *fx = *state;
+	int fd = client_connect(fx->path);
+	int small = 4096;
+	char chunk[1024];
+	size_t total = 0;
+	char *r;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	client_send(fd, "follow\n", 7);
+	r = read_until(fx, fd, "ok\nhello\n", NULL);
+	free(r);
+	memset(chunk, 'x', sizeof(chunk));
+	chunk[sizeof(chunk) - 1] = '\n';
+	/* Far more than the kernel and the bound hold together. */
+	while (ctl_server_followers(fx->cs) == 1 && total < 8u * CTL_FOLLOW_BUFFER) {
+		ctl_server_publish(fx->cs, chunk, sizeof(chunk));
+		total += sizeof(chunk);
+	}
+	assert_int_equal(ctl_server_followers(fx->cs), 0);
+	/* Dropped once its unread bytes passed the bound, not before. */
+	assert_true(total > CTL_FOLLOW_BUFFER);
+	/* What was sent arrives, then the end. */
+	r = read_until(fx, fd, NULL, NULL);
+	free(r);
+	close(fd);
+}
+
+static void
+test_ctl_follower_that_stops_reading_is_dropped_after_the_timeout(void **state)
+{
+	struct fx *fx = *state;
+	int fd = client_connect(fx->path);
+	int small = 4096;
+	char chunk[1024];
+	char *r;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	client_send(fd, "follow\n", 7);
+	r = read_until(fx, fd, "ok\nhello\n", NULL);
+	free(r);
+	ctl_server_set_timeout_ms(fx->cs, 100);
+	memset(chunk, 'y', sizeof(chunk));
+	/*
+	 * More than the socket takes (about 200 kB at most), less than that
+	 * and the bound together: bytes wait in the server.
+	 */
+	for (int i = 0; i < 300; i++)
+		ctl_server_publish(fx->cs, chunk, sizeof(chunk));
+	assert_int_equal(ctl_server_followers(fx->cs), 1);
+	run_for(fx, 300);
+	assert_int_equal(ctl_server_followers(fx->cs), 0);
+	close(fd);
+}
+
+static void
+test_ctl_followers_beyond_the_bound_get_an_error(void **state)
+{
+	struct fx *fx = *state;
+	int fds[CTL_MAX_FOLLOWERS];
+	char *r;
+
+	for (int i = 0; i < CTL_MAX_FOLLOWERS; i++) {
+		fds[i] = client_connect(fx->path);
+		client_send(fds[i], "follow\n", 7);
+		r = read_until(fx, fds[i], "ok\nhello\n", NULL);
+		free(r);
+	}
+	assert_int_equal(ctl_server_followers(fx->cs), CTL_MAX_FOLLOWERS);
+	r = request(fx, "follow\n");
+	assert_string_equal(r, "error: too many followers (at most 8), try again later\n");
+	free(r);
+	ctl_server_publish(fx->cs, "all\n", 4);
+	for (int i = 0; i < CTL_MAX_FOLLOWERS; i++) {
+		r = read_until(fx, fds[i], "all\n", NULL);
+		free(r);
+		close(fds[i]);
+	}
+	run_for(fx, 50);
+	assert_int_equal(ctl_server_followers(fx->cs), 0);
+}
+
 int
 main(void)
 {
@@ -1029,6 +1194,10 @@ main(void)
 		T(test_ctl_path_too_long_is_refused),
 		T(test_ctl_free_removes_only_its_own_socket_file),
 		T(test_ctl_peer_with_another_uid_is_refused),
+		T(test_ctl_follower_gets_its_reply_then_what_is_published),
+		T(test_ctl_follower_that_does_not_read_is_dropped_at_the_bound),
+		T(test_ctl_follower_that_stops_reading_is_dropped_after_the_timeout),
+		T(test_ctl_followers_beyond_the_bound_get_an_error),
 #undef T
 	};
 
