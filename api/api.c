@@ -394,8 +394,9 @@ lag_of(const struct api *a, const struct health_backend *b, uint64_t *lag)
 	uint64_t top, pos;
 
 	if (b->role == HEALTH_ROLE_PRIMARY) {
+		/* The primary is 0 behind; a failed-over old primary is unknown. */
 		*lag = 0;
-		return b->last_ok != 0;
+		return b->last_ok != 0 && failover_record(a->d.fo)->primary == b->id;
 	}
 	top = primary_lsn(a);
 	pos = b->replay_lsn ? b->replay_lsn : b->receive_lsn;
