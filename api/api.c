@@ -980,14 +980,13 @@ serve_post(struct api *a, struct MHD_Connection *c, enum post_kind kind,
 			snprintf(line + strlen(line), sizeof(line) - strlen(line), " dry-run");
 		break;
 	case P_FAILOVER:
-		if (body.dry_run)
-			return respond_message(c, MHD_HTTP_BAD_REQUEST,
-					       "\"dry_run\" is for /switchover", NULL);
 		snprintf(line, sizeof(line), "failover");
 		if (body.candidate)
 			snprintf(line + strlen(line), sizeof(line) - strlen(line), " %" PRId64, body.candidate);
 		if (body.force)
 			snprintf(line + strlen(line), sizeof(line) - strlen(line), " force");
+		if (body.dry_run)
+			snprintf(line + strlen(line), sizeof(line) - strlen(line), " dry-run");
 		break;
 	case P_PAUSE:
 	case P_RESUME:
@@ -1012,7 +1011,7 @@ serve_post(struct api *a, struct MHD_Connection *c, enum post_kind kind,
 	fclose(f);
 	/* A switchover or failover is started, not finished, when this returns. */
 	code = rc < 0 ? MHD_HTTP_PRECONDITION_FAILED :
-	       (kind == P_SWITCHOVER && !body.dry_run) || kind == P_FAILOVER ?
+	       (kind == P_SWITCHOVER || kind == P_FAILOVER) && !body.dry_run ?
 	       MHD_HTTP_ACCEPTED : MHD_HTTP_OK;
 	log_event("api-request",
 		  "request=%s candidate=%" PRId64 " dry_run=%s force=%s status=%u remote=%s auth=%s",

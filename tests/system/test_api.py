@@ -303,7 +303,7 @@ def test_api_endpoints_metrics_auth_and_failover(lab, pgvigil_bin):
                      req(a1, "/pause", "POST", headers={"Authorization": "Bearer nope"}),
                      req(a1, "/pause", "GET"),
                      req(a1, "/switchover", "POST", headers=auth, body='{"candidate": "2"}'),
-                     req(a1, "/failover", "POST", headers=auth, body='{"dry_run": true}'),
+                     req(a1, "/switchover", "POST", headers=auth, body='{"force": true}'),
                      req(a1, "/nope"),
                      req(a1, "/primary", "DELETE"),
                      req(a1, "/switchover", "POST", headers=auth, body="x" * 5000)])
@@ -319,9 +319,16 @@ def test_api_endpoints_metrics_auth_and_failover(lab, pgvigil_bin):
     assert (ev["auth"], ev["status"], ev["remote"]) == ("token", "200", pgvlab.client_addr()[0]), ev
     cl.wait_event("operator-request", 5, since, request="pause")
     assert json.loads(one(lab, a1, "/primary")["body"])["maintenance"] is True
-    # A switchover dry run is answered by the daemon (412 while it cannot run one).
-    res = one(lab, a1, "/switchover", "POST", headers=auth, body='{"candidate": 2, "dry_run": true}')
-    assert res["status"] in (200, 412) and json.loads(res["body"])["message"], res
+    # Dry runs: the daemon's preflight answers; an impossible one is 412.
+    res = http(lab, [req(a1, "/switchover", "POST", headers=auth,
+                         body='{"candidate": 2, "dry_run": true}'),
+                     req(a1, "/failover", "POST", headers=auth,
+                         body='{"candidate": 2, "dry_run": true}'),
+                     req(a1, "/switchover", "POST", headers=auth,
+                         body='{"candidate": 9, "dry_run": true}')])
+    assert [x["status"] for x in res] == [200, 200, 412], res
+    assert "dry run" in json.loads(res[0]["body"])["message"], res[0]
+    assert "not possible" in json.loads(res[2]["body"])["message"], res[2]
     # The witness: no token configured, a client certificate is the key.
     res = http(lab, [ac.r(3, "/resume", "POST", tls=ac.tls(client_cert=False)),
                      ac.r(3, "/resume", "POST", headers=auth, tls=ac.tls(client_cert=False)),
