@@ -74,6 +74,7 @@ def test_make_install_lists_every_file_and_uninstall_removes_them(pgvigil_bin, t
         "usr/share/man/man5/pgvigil.conf.5",
         "etc/pgvigil/pgvigil.conf.sample",
         "lib/systemd/system/pgvigil.service",
+        "usr/share/doc/pgvigil/examples/haproxy.cfg.sample",
     }
     want |= {f"usr/libexec/pgvigil/{p.name}" for p in (REPO / "hooks" / "scripts").iterdir()
              if p.is_file()}

@@ -187,3 +187,98 @@ def test_pgbouncer_follows_the_primary_writes_resume_after_kill_9(lab, pgvigil_b
     # Nothing written on h1 after the kill; everything acknowledged is on h2.
     acked = w.acked()
     assert set(acked) <= lab.table_ids("h2"), "acknowledged rows missing on the new primary"
+
+
+# --------------------------------------------------------------------------
+# HAProxy
+
+HAPROXY = "/usr/sbin/haproxy"
+SAMPLE = REPO / "etc" / "haproxy.cfg.sample"
+API_PORT = 8008
+
+
+def haproxy_config(lab, backends, statsock):
+    """etc/haproxy.cfg.sample adapted to the lab: the sample's backend
+    addresses 192.0.2.11, .12, .13 become the lab hosts of backends 1, 2
+    (the server line of a backend the lab does not have is dropped), and a
+    stats socket is added for the test. Nothing else changes."""
+    text = SAMPLE.read_text()
+    sample_addr = {1: "192.0.2.11", 2: "192.0.2.12", 3: "192.0.2.13"}
+    out = []
+    for ln in text.splitlines():
+        m = re.match(r"\s+server pg(\d+) ", ln)
+        if m:
+            i = int(m.group(1))
+            if i not in backends:
+                continue
+            ln = ln.replace(sample_addr[i] + ":", lab.addr(backends[i]) + ":")
+        out.append(ln)
+        if ln.strip() == "maxconn 1000":
+            out.append(f"    stats socket {statsock} mode 600 level admin")
+    text = "\n".join(out) + "\n"
+    servers = [ln for ln in out if re.match(r"\s+server ", ln)]
+    assert len(servers) == 2 * len(backends), servers
+    assert not any(a in ln for ln in servers for a in sample_addr.values()), servers
+    return text
+
+
+def test_haproxy_sample_routes_to_the_primary_and_follows_a_failover(lab, pgvigil_bin):
+    need(HAPROXY, "haproxy")
+    need(PSQL, "postgresql-client-15")
+    cl = FoCluster(lab, pgvigil_bin, sections={"api": {"listen": f"0.0.0.0:{API_PORT}"}})
+    cl.wait_steady()
+    h1, h2, h3 = lab.addr("h1"), lab.addr("h2"), lab.addr("h3")
+    d = os.path.join(lab.workdir, "haproxy")
+    os.makedirs(d, exist_ok=True)
+    cfg = os.path.join(d, "haproxy.cfg")
+    Path(cfg).write_text(haproxy_config(lab, cl.backends, os.path.join(d, "admin.sock")))
+    r = lab.run("h3", [HAPROXY, "-c", "-f", cfg], timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = os.path.join(d, "haproxy.log")
+    with open(log, "ab") as f:
+        lab.popen("h3", [HAPROXY, "-db", "-f", cfg], stdout=f, stderr=f, kind="haproxy")
+
+    def through(port):
+        """(in recovery, server address) of a new connection through
+        HAProxy on h3, from the client host; None when it fails."""
+        r = lab.run("client", [PSQL, "-X", "-A", "-t", "-h", h3, "-p", str(port), "-U",
+                               "postgres", "-d", "postgres", "-c",
+                               "SELECT pg_is_in_recovery(), host(inet_server_addr())"],
+                    timeout=15, env={"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "3"})
+        if r.returncode != 0:
+            return None
+        rec, addr = r.stdout.strip().split("|")
+        return (rec == "t", addr)
+
+    # Port 5000 reaches the primary, port 5001 the standby.
+    wait_for(lambda: f"port 5000 to h1 (got {through(5000)}; log {lines_of(log)[-5:]})", 20,
+             lambda: through(5000) == (False, h1))
+    wait_for(lambda: f"port 5001 to h2 (got {through(5001)})", 20,
+             lambda: through(5001) == (True, h2))
+    w = lab.start_writer(h3, port=5000, attempt_timeout=5.0)
+    w.wait_acks(10, 20, srv="h1")
+
+    since = cl.mark()
+    t0 = time.monotonic()
+    lab.stop_postgres("h1", "kill")
+    cl.wait_event("failover-done", FAILOVER, since)
+    # New connections through the same port reach the new primary.
+    wait_for(lambda: f"port 5000 to h2 (got {through(5000)}; log {lines_of(log)[-5:]})",
+             FAILOVER, lambda: through(5000) == (False, h2), period=0.2)
+    w.wait_acks(10, FAILOVER, after=t0, srv="h2")
+    took = time.monotonic() - t0
+    print(f"\n  writes through HAProxy back on h2 {took:.2f} s after kill -9 of h1; "
+          f"longest gap between acknowledged writes {w.write_gap(t0 - 1):.2f} s; "
+          f"failures: {w.failures(t0)}")
+    w.stop()
+    # Every acknowledged write after the failover is on h2, none on a
+    # restarted h1 (it is dead, and HAProxy no longer routes to it).
+    late = [n for n, srv in w.acked().items() if srv != "h1"]
+    assert set(late) <= lab.table_ids("h2")
+    # The health endpoints HAProxy used, asked directly (HEAD, as a check would).
+    for host, want in (("h2", "200"), ("h1", "503")):
+        code = ("import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], "
+                f"{API_PORT}, timeout=5); c.request('HEAD', '/primary'); "
+                "print(c.getresponse().status)")
+        r = lab.run("client", ["/usr/bin/python3", "-c", code, lab.addr(host)], timeout=15)
+        assert r.stdout.strip() == want, (host, r.stdout, r.stderr)
