@@ -71,6 +71,7 @@
 #define API_CONN_MEMORY (32 * 1024)	/* per connection: headers and buffers */
 #define API_MAX_FILE (256 * 1024)	/* certificate, key, CA or token file */
 #define API_MAX_HOOK_NAMES 32
+#define API_REFUSED_LOG_MS 10000	/* refused requests: one warning per */
 
 enum step_metric {
 	SM_FENCE, SM_SELECT, SM_PROMOTE, SM_VERIFY, SM_FOLLOW, SM_TOTAL,
@@ -116,6 +117,8 @@ struct api {
 	size_t nchecks;
 	struct hook_count hookc[API_MAX_HOOK_NAMES];
 	size_t nhookc;
+	uint64_t refused_logged_at;	/* a scanner must not flood the log */
+	uint64_t refused_quiet;		/* refusals not logged since */
 };
 
 /* One request in progress (MHD's per-connection pointer). */
@@ -957,8 +960,17 @@ serve_post(struct api *a, struct MHD_Connection *c, enum post_kind kind,
 	else if (a->token && api_token_ok(auth, a->token))
 		snprintf(who, sizeof(who), "token");
 	else {
-		log_warning("API request from %s refused: %s", remote,
-			    auth ? "wrong token" : "no token or client certificate");
+		uint64_t now = clock_now_ms();
+
+		if (!a->refused_logged_at || now - a->refused_logged_at >= API_REFUSED_LOG_MS) {
+			log_warning("API request from %s refused: %s (%" PRIu64 " more refused since the last warning)",
+				    remote, auth ? "wrong token" : "no token or client certificate",
+				    a->refused_quiet);
+			a->refused_logged_at = now;
+			a->refused_quiet = 0;
+		} else {
+			a->refused_quiet++;
+		}
 		return respond_message(c, MHD_HTTP_UNAUTHORIZED,
 				       a->token ? "a valid bearer token or client certificate is needed"
 						: "a client certificate signed by tls_ca is needed",

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 
@@ -407,6 +408,18 @@ def test_api_without_auth_refuses_posts_and_bad_listen_fails_start(lab, pgvigil_
     assert value(samples, "pgvigil_backend_up", backend="1") == 0
     assert value(samples, "pgvigil_health_check_failures_total", backend="1") >= 1
     assert value(samples, "pgvigil_backend_lag_bytes", backend="1") is None
+
+    # SIGHUP with a token: the POST endpoints want it from then on.
+    with open(pv.conf_path) as f:
+        text = f.read()
+    with open(pv.conf_path, "w") as f:
+        f.write(text + "token = reloaded-token\n")
+    mark = pv.mark()
+    pv.signal(signal.SIGHUP)
+    pgvlab.wait_log_event(pv, "config-reloaded", 15, since=mark, restart_pending="0")
+    res = http(lab, [req(a1, "/pause", "POST"),
+                     req(a1, "/pause", "POST", headers={"Authorization": "Bearer reloaded-token"})])
+    assert [x["status"] for x in res] == [401, 200], res
 
     # A listen address that is not this host's is a start error naming it.
     bad = lab.start_pgvigil("h2", pgvigil_bin, conf(f"{a1}:{PORT}"))
