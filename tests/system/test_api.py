@@ -144,12 +144,19 @@ def make_certs(workdir):
         run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
         run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+    # A client certificate of another CA, with the same subject.
+    run("req", "-x509", *ec, "-keyout", "rogue-ca.key", "-out", "rogue-ca.crt", "-days", "2",
+        "-subj", "/CN=pgvigil lab CA")
+    run("req", *ec, "-keyout", "rogue.key", "-out", "rogue.csr", "-subj", "/CN=lab-admin")
+    run("x509", "-req", "-in", "rogue.csr", "-CA", "rogue-ca.crt", "-CAkey", "rogue-ca.key",
+        "-CAcreateserial", "-out", "rogue.crt", "-days", "2", "-extfile", "client.ext")
     for f in os.listdir(d):
         os.chmod(os.path.join(d, f), 0o600 if f.endswith(".key") else 0o644)
     os.chmod(d, 0o755)
     return {k: os.path.join(d, f) for k, f in
             (("ca", "ca.crt"), ("server", "server.crt"), ("server_key", "server.key"),
-             ("client", "client.crt"), ("client_key", "client.key"))}
+             ("client", "client.crt"), ("client_key", "client.key"),
+             ("rogue", "rogue.crt"), ("rogue_key", "rogue.key"))}
 
 
 class ApiCluster:
@@ -331,10 +338,12 @@ def test_api_endpoints_metrics_auth_and_failover(lab, pgvigil_bin):
     assert "dry run" in json.loads(res[0]["body"])["message"], res[0]
     assert "not possible" in json.loads(res[2]["body"])["message"], res[2]
     # The witness: no token configured, a client certificate is the key.
+    rogue = {"ca": ac.certs["ca"], "cert": ac.certs["rogue"], "key": ac.certs["rogue_key"]}
     res = http(lab, [ac.r(3, "/resume", "POST", tls=ac.tls(client_cert=False)),
                      ac.r(3, "/resume", "POST", headers=auth, tls=ac.tls(client_cert=False)),
+                     ac.r(3, "/resume", "POST", tls=rogue),
                      ac.r(3, "/resume", "POST")])
-    assert [x["status"] for x in res] == [401, 401, 200], res
+    assert [x["status"] for x in res] == [401, 401, 401, 200], res
     cl.wait_record(15, lambda c: c.get("maintenance") is False, "maintenance off via the API")
     ev = cl.wait_event("api-request", 5, since, request="resume")
     assert ev["auth"] == "certificate" and "CN=lab-admin" in ev["detail"], ev
