@@ -189,6 +189,46 @@ def test_pgbouncer_follows_the_primary_writes_resume_after_kill_9(lab, pgvigil_b
     assert set(acked) <= lab.table_ids("h2"), "acknowledged rows missing on the new primary"
 
 
+def test_pgbouncer_script_file_stale_term_pidfile_and_bad_values(tmp_path):
+    """pgvigil-pgbouncer without a pgbouncer: the file it owns, a stale
+    term refused without a change, a pid file of no running process
+    (written, exit 0), values that would break the ini refused."""
+    script = str(SCRIPTS / "pgvigil-pgbouncer")
+    inc = tmp_path / "databases.ini"
+
+    def run(*args, env=None):
+        return subprocess.run([script, "--include", str(inc), *args], capture_output=True,
+                              text=True, timeout=30, env=env or {"PATH": "/usr/bin:/bin"})
+
+    r = run("--db", "app", "--db", "rep=reporting", "--db-options", "pool_size=5",
+            "--host", "192.0.2.12", "--port", "5433", "--id", "2", "--term", "7",
+            "--pidfile", str(tmp_path / "none.pid"))
+    assert r.returncode == 0, r.stderr
+    assert "not running" in r.stderr
+    text = inc.read_text()
+    assert "; term 7\n[databases]\n" in text
+    assert "app = host=192.0.2.12 port=5433 dbname=app pool_size=5\n" in text
+    assert "rep = host=192.0.2.12 port=5433 dbname=reporting pool_size=5\n" in text
+    # The environment pgvigil sets is enough; a lower term changes nothing.
+    env = {"PATH": "/usr/bin:/bin", "PGVIGIL_NEW_PRIMARY_HOST": "192.0.2.11",
+           "PGVIGIL_NEW_PRIMARY_PORT": "5432", "PGVIGIL_TERM": "6"}
+    r = run("--db", "app", env=env)
+    assert r.returncode == 3, r.stderr
+    assert inc.read_text() == text
+    env["PGVIGIL_TERM"] = "8"
+    r = run("--db", "app", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "app = host=192.0.2.11 port=5432 dbname=app\n" in inc.read_text()
+    for bad in (["--db", "a;b", "--host", "192.0.2.1"],
+                ["--db", "app", "--host", "192.0.2.1 port=1"],
+                ["--db", "app", "--host", "192.0.2.1", "--db-options", "x=1 ; y"],
+                ["--db", "app"],
+                ["--host", "192.0.2.1"]):
+        r = run(*bad)
+        assert r.returncode == 2, (bad, r.stderr)
+    assert "192.0.2.1 " not in inc.read_text()
+
+
 # --------------------------------------------------------------------------
 # HAProxy
 
