@@ -1684,7 +1684,16 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 	fo->synced = false;
 	fo->failover_started = 0;
 	fo->rejoin_running = 0;
+	fo->fence_running = 0;
+	fo->degraded = false;
+	/*
+	 * A handover this peer made as coordinator of an earlier term says
+	 * nothing about this one: waiting out its retry delay kept the VIP
+	 * away from the primary's peer for up to TRANSFER_RETRY_MS after a
+	 * switchover back (bench_switchover found it).
+	 */
 	fo->transfer_sent = 0;
+	fo->transfer_at = 0;
 	reset_act(fo);
 	clear_alarm(fo);
 	maybe_sync(fo, now);
@@ -2514,7 +2523,7 @@ pf_line(struct pf *pf, const char *verdict, const char *fmt, ...)
 /* Why a backend cannot be the target, or NULL. */
 static const char *
 not_eligible(const struct fo *fo, const struct fo_backend_config *c,
-	     const struct fo_view *v, uint32_t timeline)
+	     const struct fo_view *v)
 {
 	if (c->id == fo->rec.primary)
 		return "it is the primary";
@@ -2528,8 +2537,6 @@ not_eligible(const struct fo *fo, const struct fo_backend_config *c,
 		return "it is not a standby";
 	if (fo->rec.system_id && v->system_id && v->system_id != fo->rec.system_id)
 		return "it belongs to another PostgreSQL cluster (system identifier)";
-	if (timeline && v->timeline && v->timeline != timeline)
-		return "it is on another timeline than the primary";
 	return NULL;
 }
 
@@ -2570,7 +2577,14 @@ fo_preflight(const struct fo *fo, uint64_t now, enum fo_command cmd,
 	for (size_t i = 0; i < fo->cfg.nbackends; i++) {
 		const struct fo_backend_config *c = &fo->cfg.backends[i];
 		const struct fo_view *v = own_view(fo, c->id);
-		const char *why = not_eligible(fo, c, v, sw ? r->timeline : 0);
+		/*
+		 * No timeline test: a standby streaming from the primary reports
+		 * the timeline of the last WAL it received, which stays the old
+		 * one after a rejoin until new WAL arrives. What matters, that
+		 * it receives the primary's WAL, is what the switchover waits
+		 * for (its LSN reaching the shutdown checkpoint).
+		 */
+		const char *why = not_eligible(fo, c, v);
 
 		if (target) {
 			if (c->id != target)
@@ -2596,7 +2610,7 @@ fo_preflight(const struct fo *fo, uint64_t now, enum fo_command cmd,
 		if (target)
 			pf_line(&pf, "no", "target: backend %u is not configured", target);
 		else
-			pf_line(&pf, "no", "target: no standby is eligible (up, a standby on the primary's timeline, priority > 0, no pending rejoin)");
+			pf_line(&pf, "no", "target: no standby is eligible (up, a standby of this cluster, priority > 0, no pending rejoin)");
 		return -1;
 	}
 	*chosen = tc->id;

@@ -71,6 +71,24 @@ def test_switchover_to_standby_loses_nothing_and_old_primary_follows(lab, pgvigi
     cl.wait_streaming_from("h2", "h1", 30)
     cl.wait_vip_on(1, 15)
     assert not cl.in_recovery("h1")
+    # And to h2 again: peer 1, coordinator again, hands the role (and the VIP)
+    # to peer 2 at once although it did so once already not long ago.
+    cl.wait_record(15, lambda c: c.get("primary") == 1 and c.get("needs_rejoin") == [],
+                   "record: primary 1, nobody needs a rejoin")
+    # Peer 3 checks for itself: it asks once its own check saw the new roles.
+    wait_for("peer 3 sees backend 1 as primary, 2 as standby", 15,
+             lambda: (cl.backend_view(3, 1) or {}).get("role") == "primary" and
+             (cl.backend_view(3, 2) or {}).get("role") == "standby" and
+             (cl.backend_view(3, 2) or {}).get("state") == "up")
+    since3 = cl.mark()
+    r = cl.ctl(3, "switchover", "--to", "2", timeout=150)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    done = cl.wait_event("failover-done", 30, since3)
+    tr = cl.wait_event("coordinator-transfer", 30, since3, to=2)
+    print(cl.summary(since3))
+    assert tr["step"] == "following", f"the handover waited until after the switchover: {tr}"
+    assert done["new"] == "2", done
+    cl.wait_vip_on(2, 5)
 
 
 def test_switchover_dry_run_and_refusals(lab, pgvigil_bin):
