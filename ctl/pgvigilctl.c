@@ -931,7 +931,15 @@ main(int argc, char **argv)
 			const char *body = strchr(reply, '\n');
 
 			body = body ? body + 1 : "";
-			fputs(body, stdout);
+			/* The checks and what was asked; the progress line is ours. */
+			for (const char *l = body; *l;) {
+				const char *nl = strchr(l, '\n');
+				size_t n = nl ? (size_t)(nl - l) + 1 : strlen(l);
+
+				if (strncmp(l, "failover=", 9) != 0)
+					fwrite(l, 1, n, stdout);
+				l += n;
+			}
 			fflush(stdout);
 			parse_progress(body, &sent);
 			before.op_sent = sent.ok ? sent.op_sent : 0;

@@ -13,7 +13,8 @@ PostgreSQL 15 primary, h2 peer 2 and a streaming standby, h3 a witness peer;
 hooks/scripts (promote by SQL, stop on the old primary's own host, follow and
 rejoin through the lab's ssh stand-in) and the lab's STONITH
 tests/lab/fence-backend-lab. The demo kills the primary's postmaster, rejoins
-it, then loses the new primary's whole host. Every claim printed is read
+it, switches over back to it (planned, no data loss), then loses its whole
+host. Every claim printed is read
 back from the lab (psql, the kernels' addresses, the client's acknowledged
 writes, the daemons' event tokens and status), not asserted.
 """
@@ -514,27 +515,63 @@ def run(d, keep):
         "h1", f"SELECT t FROM demo WHERE t = '{token}'") == token, period=0.05)
     show([f"a row written on h2 ({token}) is read back on h1"])
 
-    step(9, "h2, the new primary's whole host, is lost (frozen, cut off, killed)")
+    step(9, "pgvigilctl switchover --to 1: the planned way back, with no data loss")
     d.writer.wait_acks(10, 20, srv="h2")
+    wait_for("peer 3 checked h1 as a standby", 15, lambda: any(
+        b.get("id") == 1 and b.get("state") == "up" and b.get("role") == "standby"
+        for b in ((d.status(3) or {}).get("backends") or [])), period=0.1)
+    since = d.marks()
+    t_wall, t_sw = time.time(), time.monotonic()
+    lines, r = d.ctl_lines(3, "switchover", "--to", "1")
+    show(lines)
+    if r.returncode != 0:
+        raise DemoFailed("pgvigilctl switchover --to 1 failed")
+    d.wait_vip_on(1, 15)
+    d.writer.wait_acks(10, 20, after=t_sw, srv="h1")
+    d.wait_event("rejoin-done", REJOIN, since, backend=2)
+    wait_for(lambda: f"h2 streaming from h1 (receiver: {d.receiver('h2')!r})", 30,
+             lambda: d.receiver("h2").startswith(f"streaming from {lab.addr('h1')}:"),
+             period=0.2)
+    d.wait_record(15, lambda c: c.get("primary") == 1 and c.get("needs_rejoin") == [],
+                  "every peer: primary 1, needs_rejoin empty")
+    say("    the switchover, merged from every peer's log (ms after the request):")
+    show(d.timeline(since, t_wall, keep=lambda e: not (
+        e["event"] == "role-changed" and e.get("role") != "coordinator")
+        and e["event"] not in ("hook-started", "hook-finished", "backend-failed",
+                               "backend-up", "backend-role-changed")), indent="      ")
+    gap = d.writer.write_gap(t_sw - 1.0, time.monotonic())
+    present = lab.table_ids("h1")
+    lost = sorted(set(d.writer.acked()) - present)
+    show([f"the client's longest wait between two acknowledged writes: {1000 * gap:.0f} ms; "
+          f"acknowledged rows missing on h1: {len(lost)} of {len(d.writer.acked())}",
+          "h2 stopped cleanly, h1 promoted once it had all of h2's WAL, h2 follows h1 "
+          f"(h2 pg_is_in_recovery() = {d.in_recovery('h2')})"])
+    if lost:
+        raise DemoFailed(f"the switchover lost acknowledged rows: {lost[:10]}")
+    lines, _ = d.ctl_lines(3, "status")
+    show(lines)
+
+    step(10, "h1, the primary's whole host, is lost (frozen, cut off, killed)")
+    d.writer.wait_acks(10, 20, srv="h1")
     since = d.marks()
     t_wall, t_kill = time.time(), time.monotonic()
-    killed = lab.crash_host("h2")
-    show([f"h2 crashed: {len(killed)} processes killed (pgvigil peer 2, PostgreSQL), "
+    killed = lab.crash_host("h1")
+    show([f"h1 crashed: {len(killed)} processes killed (pgvigil peer 1, PostgreSQL), "
           "its link cut"])
     done = d.wait_event("failover-done", FAILOVER, since)
-    d.wait_vip_on(1, 15)
-    d.writer.wait_acks(10, 20, after=t_kill, srv="h1")
-    d.wait_record(10, lambda c: c.get("primary") == 1 and c.get("step") == "none",
-                  "peers 1 and 3 record primary 1, no step in progress")
+    d.wait_vip_on(2, 15)
+    d.writer.wait_acks(10, 20, after=t_kill, srv="h2")
+    d.wait_record(10, lambda c: c.get("primary") == 2 and c.get("step") == "none",
+                  "peers 2 and 3 record primary 2, no step in progress")
     say("    the failover, merged from every peer's log (ms after the crash):")
     show(d.timeline(since, t_wall, keep=lambda e: not (
         e["event"] == "role-changed" and e.get("role") != "coordinator")
         and not (e["event"] in ("hook-started", "hook-finished")
                  and e.get("hook") != "fence_backend")), indent="      ")
-    failed = d.events(since, "backend-failed", backend=2)
+    failed = d.events(since, "backend-failed", backend=1)
     if failed:
         f = failed[0]
-        show([f"peer {f['peer']} failed backend 2 {1000 * (f['t'] - t_wall):.0f} ms after the "
+        show([f"peer {f['peer']} failed backend 1 {1000 * (f['t'] - t_wall):.0f} ms after the "
               f"crash, after {f.get('failures')} failed checks in a row (the last: "
               f"{f.get('error')}): a silent host costs failure_threshold check timeouts"])
     # Fence first: the promote hook must not start before the fence hook succeeded.
@@ -554,17 +591,17 @@ def run(d, keep):
           f"the promote hook started {1000 * (ph[0]['t'] - fenced[0]['t']):.0f} ms after "
           "the fence hook succeeded",
           done_line(done, t_wall, "crash"),
-          f"h1: pg_is_in_recovery() = {d.in_recovery('h1')}, timeline {d.timeline_id('h1')}",
-          f"VIP on: {', '.join(d.vip_hosts())} (h2 is cut off)"])
-    lost = d.outage(t_kill, "h2", "h1")
+          f"h2: pg_is_in_recovery() = {d.in_recovery('h2')}, timeline {d.timeline_id('h2')}",
+          f"VIP on: {', '.join(d.vip_hosts())} (h1 is cut off)"])
+    lost = d.outage(t_kill, "h1", "h2")
     if lost:
-        show([f"NOTE: {len(lost)} acknowledged rows are not on h1: asynchronous replication "
+        show([f"NOTE: {len(lost)} acknowledged rows are not on h2: asynchronous replication "
               "lost the last commits before the crash"])
-    lines, _ = d.ctl_lines(1, "status")
+    lines, _ = d.ctl_lines(2, "status")
     show(lines)
     d.writer.stop()
 
-    step(10, "SIGHUP reload is all or nothing (on the witness, peer 3)")
+    step(11, "SIGHUP reload is all or nothing (on the witness, peer 3)")
     pv = d.pv[3]
     good = open(pv.conf_path).read()
     with open(pv.conf_path, "w") as f:
@@ -582,7 +619,7 @@ def run(d, keep):
     # notify_command runs on config-reloaded: let it finish before the next step.
     pv.wait_log(r"event=hook-finished hook=notify ", since=mark)
 
-    step(11, "hooks: notify_command ran on daemon events; a hung one is killed at its timeout")
+    step(12, "hooks: notify_command ran on daemon events; a hung one is killed at its timeout")
     wait_for("notify_command output for config-reloaded", 10, lambda: [
         ln for ln in (open(notify_log).read().splitlines()
                       if os.path.exists(notify_log) else [])
@@ -610,7 +647,7 @@ def run(d, keep):
     pv.signal(signal.SIGHUP)
     pv.wait_log(r"event=config-reloaded", since=mark)
 
-    step(12, "clean stop: SIGTERM (peer 2 died with h2)")
+    step(13, "clean stop: SIGTERM (peer 1 died with h1)")
     for i in d.live():
         mark = d.pv[i].mark()
         rc = d.pv[i].stop()
@@ -634,21 +671,22 @@ def run(d, keep):
 
 
 def keep_running(d):
-    """--keep: h2 back on the network, the three daemons started again; the
+    """--keep: h1 back on the network, the three daemons started again; the
     lab outlives this process (`./run-demo down` removes it)."""
     lab = d.lab
-    lab.heal("h2")
+    lab.heal("h1")
     for i in sorted(d.hosts):
         d.start(i)
-    d.wait_steady(1, BOOT)
-    d.wait_vip_on(1, 10)
+    d.wait_steady(2, BOOT)
+    d.wait_vip_on(2, 10)
     holders = ", ".join(d.vip_hosts())
     client_ns = lab.ns("client")
     state = lab.detach()            # last: after it the lab object refuses to act
-    say(f"The lab keeps running: pgvigil on h1-h3, the primary on h1, VIP {VIP} on {holders}; "
-        "PostgreSQL on h2 is down and flagged needs_rejoin.")
-    say(f"  status:         {d.ctl_bin} -s {d.sock(1)} status")
-    say(f"  bring h2 back:  {d.ctl_bin} -s {d.sock(1)} rejoin 2")
+    say(f"The lab keeps running: pgvigil on h1-h3, the primary on h2, VIP {VIP} on {holders}; "
+        "PostgreSQL on h1 is down and flagged needs_rejoin.")
+    say(f"  status:         {d.ctl_bin} -s {d.sock(2)} status")
+    say(f"  bring h1 back:  {d.ctl_bin} -s {d.sock(2)} rejoin 1")
+    say(f"  switch back:    {d.ctl_bin} -s {d.sock(2)} switchover --to 1")
     say(f"  enter a host:   ip netns exec {client_ns} bash")
     say(f"Remove it with: ./run-demo down   (state: {state})")
     return 0
