@@ -49,6 +49,7 @@
 #include "core/sdnotify.h"
 #include "core/state.h"
 #include "ctl/ctl.h"
+#include "ctl/json.h"
 #include "failover/failover.h"
 #include "failover/health.h"
 #include "failover/hwdog.h"
@@ -263,21 +264,68 @@ on_vip_trouble(void *arg, const char *reason)
 	watchdog_resign(d->wd, reason);
 }
 
+static const char *
+backend_role(void *arg, int64_t id)
+{
+	struct daemon *d = arg;
+
+	return d->fo ? failover_backend_role(d->fo, id) : NULL;
+}
+
+/*
+ * The cluster's system identifier as the checks saw it: the one every
+ * backend that answered reports, else 0; *mixed when they disagree (a
+ * backend of another cluster in the configuration).
+ */
+static uint64_t
+system_identifier(const struct daemon *d, bool *mixed)
+{
+	uint64_t id = 0;
+
+	*mixed = false;
+	for (size_t i = 0; i < health_count(d->health); i++) {
+		const struct health_backend *b = health_get(d->health, i);
+
+		if (!b->system_id)
+			continue;
+		if (id && b->system_id != id)
+			*mixed = true;
+		if (!id || b->role == HEALTH_ROLE_PRIMARY)
+			id = b->system_id;
+	}
+	return id;
+}
+
 static void
-status_extra(void *arg, struct json *j, FILE *table)
+status_extra(void *arg, struct json *j, FILE *table, bool header)
 {
 	struct daemon *d = arg;
 	int64_t holder = watchdog_coordinator(d->wd);
+	bool mixed;
+	uint64_t sysid = system_identifier(d, &mixed);
 
 	if (j) {
+		char buf[24];
+
+		json_key(j, "system_identifier");
+		snprintf(buf, sizeof(buf), "%" PRIu64, sysid);
+		json_str(j, sysid ? buf : NULL);
 		vip_status_json(d->vip, j, holder);
-		health_status_json(d->health, j, clock_now_ms());
+		health_status_json(d->health, j, clock_now_ms(), backend_role, d);
 		failover_status_json(d->fo, j);
 	}
-	if (table) {
+	if (table && header) {
+		fprintf(table, "  system identifier ");
+		if (sysid)
+			fprintf(table, "%" PRIu64 "%s\n", sysid,
+				mixed ? " (! the backends report different ones)" : "");
+		else
+			fprintf(table, "not known yet\n");
 		vip_status_line(d->vip, table, holder);
 		failover_status_table(d->fo, table);
-		health_status_table(d->health, table, clock_now_ms());
+	} else if (table) {
+		fprintf(table, "\nBackends:\n");
+		health_status_table(d->health, table, clock_now_ms(), backend_role, d);
 	}
 }
 

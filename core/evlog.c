@@ -581,6 +581,11 @@ evlog_timeline(const struct evlog_event *ev, size_t n, int *group,
 			fo[g].outcome = "done";
 			if (open == g)
 				open = -1;
+		} else if (is_token(e, "coordinator-transfer")) {
+			/* the rest is told by the peer it went to */
+			fo[g].handed_to = field_id(e, "to");
+			if (open == g)
+				open = -1;
 		} else if (is_token(e, "failover-blocked")) {
 			fo[g].alarm = "blocked";
 		} else if (is_token(e, "failover-refused")) {
@@ -592,7 +597,9 @@ evlog_timeline(const struct evlog_event *ev, size_t n, int *group,
 	for (size_t k = 0; k < nfo; k++) {
 		if (fo[k].outcome)
 			continue;
-		if (fo[k].ended)
+		if (fo[k].handed_to)
+			fo[k].outcome = "handed-over";
+		else if (fo[k].ended)
 			fo[k].outcome = "unfinished";
 		else if (fo[k].alarm)
 			fo[k].outcome = fo[k].alarm;

@@ -110,8 +110,9 @@ const char *evlog_field(const char *text, const char *key, char *buf,
  * A failover as the events tell it. Events between failover-started (or
  * failover-resumed) and failover-done belong to it; events that carry
  * failover=T.N (term and number of the failover) belong to the failover of
- * that name wherever they are. A daemon start or stop, or the start of
- * another failover, ends a failover that has not said done.
+ * that name wherever they are. A daemon start or stop, the start of
+ * another failover, or a coordinator-transfer ends a failover's events by
+ * order (named ones still join it).
  */
 struct evlog_failover {
 	char name[32];		/* "T.N" from the events, else "#K" by order */
@@ -121,12 +122,15 @@ struct evlog_failover {
 	int64_t old_primary;	/* 0 when the events do not say */
 	int64_t new_primary;
 	/*
-	 * "done"; "unfinished" (ended by a restart or another failover);
+	 * "done"; "handed-over" (coordinator-transfer: another peer went on
+	 * with it and logged the rest); "unfinished" (ended by a restart or
+	 * another failover);
 	 * else, as the last events leave it, "blocked" or "refused" (waiting
 	 * on a failover-blocked / failover-refused) or "running".
 	 */
 	const char *outcome;
 	bool ended;		/* a restart or another failover ended it */
+	int64_t handed_to;	/* coordinator-transfer: the peer that went on */
 	const char *alarm;	/* "blocked" / "refused" until a step follows */
 };
 

@@ -84,8 +84,11 @@ print_header(const struct evlog_event *e, const struct evlog_failover *f,
 		fprintf(out, "%" PRId64 ", ", f->new_primary);
 	else if (f->old_primary)
 		fprintf(out, "?, ");
-	fprintf(out, "%s after %" PRIu64 " ms, %zu events\n", f->outcome,
-		f->duration_ms, f->nevents);
+	if (strcmp(f->outcome, "handed-over") == 0)
+		fprintf(out, "handed over to peer %" PRId64, f->handed_to);
+	else
+		fprintf(out, "%s", f->outcome);
+	fprintf(out, " after %" PRIu64 " ms, %zu events\n", f->duration_ms, f->nevents);
 }
 
 static void
@@ -179,6 +182,11 @@ print_json(const struct evlog_event *ev, size_t n, const int *group,
 			json_null(&j);
 		json_key(&j, "outcome");
 		json_str(&j, fo[k].outcome);
+		json_key(&j, "handed_to");
+		if (fo[k].handed_to)
+			json_int(&j, fo[k].handed_to);
+		else
+			json_null(&j);
 		json_key(&j, "duration_ms");
 		json_uint(&j, fo[k].duration_ms);
 		json_key(&j, "events");

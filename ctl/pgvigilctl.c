@@ -84,7 +84,8 @@ usage(FILE *out)
 		"                      promotes a standby beyond max_lag (writes are lost)\n"
 		"  fence ID            run fence_command against backend ID (asks to confirm)\n\n"
 		"Options:\n"
-		"  -s, --socket SOCKET control socket of the daemon\n"
+		"  -s, --socket SOCKET control socket of the daemon (events: repeat it to\n"
+		"                      merge the histories of several daemons)\n"
 		"  -c, --config FILE   use the control_socket setting of this file\n"
 		"      --json          print JSON (schemas in pgvigilctl(8))\n"
 		"  -w, --watch[=SECONDS] status: print it again every SECONDS (2) until Ctrl-C\n"
@@ -625,6 +626,99 @@ follow_events(const char *sock, const char *req, bool json)
 	}
 }
 
+struct collected {
+	char *buf;		/* owned: the bodies, one after another */
+	size_t len;
+};
+
+static int
+collect(const char *body, size_t len, void *arg)
+{
+	struct collected *c = arg;
+	char *nb = realloc(c->buf, c->len + len + 1);
+
+	if (!nb)
+		return -1;
+	memcpy(nb + c->len, body, len);
+	c->len += len;
+	nb[c->len] = '\0';
+	c->buf = nb;
+	return 0;
+}
+
+/* Event lines sort by their time, which leads each of them (fixed width). */
+static int
+by_time(const void *a, const void *b)
+{
+	const char *const *x = a, *const *y = b;
+	int c = strncmp(*x, *y, 24);
+
+	/* equal times keep their order: a daemon's own, then socket order */
+	return c ? c : (*x < *y ? -1 : *x > *y);
+}
+
+/*
+ * events with several -s: the histories of several daemons in one, in
+ * time order, so a failover handed from one coordinator to another reads
+ * as one timeline.
+ */
+static int
+merged_events(const char *sock, const char *const *more, size_t nmore,
+	      const char *req, bool json)
+{
+	struct collected c = { 0 };
+	char **lines = NULL, *out = NULL;
+	size_t n = 0, cap = 0, len = 0;
+	int rc = EXIT_OK;
+
+	for (size_t i = 0; i <= nmore && rc == EXIT_OK; i++)
+		rc = ask(i ? more[i - 1] : sock, req, collect, &c);
+	if (rc != EXIT_OK || !c.buf) {
+		free(c.buf);
+		return rc;
+	}
+	for (char *p = c.buf; *p;) {
+		char *nl = strchr(p, '\n');
+
+		if (n == cap) {
+			char **nb = realloc(lines, (cap = cap ? cap * 2 : 1024) * sizeof(*lines));
+
+			if (!nb)
+				goto oom;
+			lines = nb;
+		}
+		lines[n++] = p;
+		if (!nl)
+			break;
+		*nl = '\0';
+		p = nl + 1;
+	}
+	qsort(lines, n, sizeof(*lines), by_time);
+	out = malloc(c.len + 2);
+	if (!out)
+		goto oom;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(lines[i]);
+
+		memcpy(out + len, lines[i], l);
+		len += l;
+		out[len++] = '\n';
+	}
+	if (evview_print(out, len, json, stdout) < 0 || fflush(stdout) != 0) {
+		fprintf(stderr, "%s: could not write output: %s\n", progname, strerror(errno));
+		rc = EXIT_REFUSED;
+	}
+	free(out);
+	free(lines);
+	free(c.buf);
+	return rc;
+oom:
+	fprintf(stderr, "%s: out of memory\n", progname);
+	free(lines);
+	free(c.buf);
+	return EXIT_REFUSED;
+}
+
 /* status -w: the status again every interval, count times (0: until Ctrl-C). */
 static int
 watch(const char *sock, const char *req, unsigned interval, unsigned long count)
@@ -676,6 +770,9 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = NULL, *config = NULL, *req;
+	/* events: -s more than once merges the histories of several daemons */
+	const char *more[15];
+	size_t nmore = 0;
 	char reqbuf[128];
 	const char *watch_arg = NULL, *count_arg = NULL, *since_arg = NULL;
 	bool watching = false, following = false, events = false;
@@ -694,7 +791,13 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "s:c:w::n:fvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			sock = optarg;
+			if (sock && nmore < sizeof(more) / sizeof(more[0]))
+				more[nmore++] = optarg;
+			else if (sock)
+				return usage_error("at most %zu sockets",
+						   sizeof(more) / sizeof(more[0]) + 1);
+			else
+				sock = optarg;
 			break;
 		case 'c':
 			config = optarg;
@@ -755,6 +858,8 @@ main(int argc, char **argv)
 	}
 	if (optind == argc)
 		return usage_error("no command given");
+	if (nmore && (strcmp(argv[optind], "events") != 0 || following))
+		return usage_error("-s more than once goes with events (without -f) only");
 	if (sock && config)
 		return usage_error("-s and -c cannot be used together");
 	if (count_arg) {
@@ -953,6 +1058,8 @@ main(int argc, char **argv)
 	if (following || events || watching) {
 		if (following)
 			rc = follow_events(sock, req, json);
+		else if (events && nmore)
+			rc = merged_events(sock, more, nmore, req, json);
 		else if (events)
 			rc = ask(sock, req, print_events, &json);
 		else

@@ -846,6 +846,18 @@ failover_status_json(const struct failover *f, struct json *j)
 	json_uint(j, r->timeline);
 	json_key(j, "step");
 	json_str(j, fo_step_name(r->step));
+	json_key(j, "name");
+	if (r->step != FO_STEP_NONE) {
+		char name[48];
+
+		snprintf(name, sizeof(name), "%" PRIu64 ".%" PRIu64, r->failover_term,
+			 r->failover_seq);
+		json_str(j, name);
+	} else {
+		json_null(j);
+	}
+	json_key(j, "kind");
+	json_str(j, r->step != FO_STEP_NONE ? fo_kind_name(r->kind) : NULL);
 	json_key(j, "maintenance");
 	json_bool(j, r->paused);
 	json_key(j, "record_term");
@@ -885,19 +897,21 @@ failover_status_table(const struct failover *f, FILE *out)
 	const struct fo_record *r = fo_record(f->fo);
 	const char *w = fo_waiting(f->fo);
 
-	if (r->primary)
-		fprintf(out, "cluster: primary backend %u, timeline %" PRIu32,
-			r->primary, r->timeline);
+	fprintf(out, "  maintenance %s\n", r->paused ? "on: no automatic failover" : "off");
+	if (r->step == FO_STEP_NONE)
+		fprintf(out, "  failover: none in progress");
 	else
-		fprintf(out, "cluster: primary not known yet");
-	fprintf(out, ", step %s, maintenance %s", fo_step_name(r->step),
-		r->paused ? "on" : "off");
-	for (size_t i = 0; i < r->nflags; i++)
-		if (r->flags[i].flags & FO_B_NEEDS_REJOIN)
-			fprintf(out, ", backend %u needs rejoin", r->flags[i].backend);
+		fprintf(out, "  failover %" PRIu64 ".%" PRIu64 " (%s): step %s, old primary %u, candidate %u",
+			r->failover_term, r->failover_seq, fo_kind_name(r->kind),
+			fo_step_name(r->step), r->old_primary, r->candidate);
+	if (r->primary)
+		fprintf(out, "; primary backend %u, timeline %" PRIu32, r->primary,
+			r->timeline);
+	else
+		fprintf(out, "; primary not known yet");
 	fprintf(out, "\n");
 	if (w[0])
-		fprintf(out, "coordinator: %s\n", w);
+		fprintf(out, "  waiting for: %s\n", w);
 }
 
 void
@@ -918,4 +932,24 @@ const struct fo_counters *
 failover_counters(const struct failover *f)
 {
 	return fo_counters(f->fo);
+}
+
+const char *
+failover_backend_role(const struct failover *f, int64_t id)
+{
+	const struct fo_record *r = fo_record(f->fo);
+	uint8_t flags;
+
+	if (id < 1 || id > 255)
+		return NULL;
+	flags = fo_record_flags(r, (uint8_t)id);
+	if (r->primary == id && !(flags & FO_B_FENCED))
+		return "primary";
+	/* once the failover is over, what to do about it is the rejoin */
+	if ((flags & FO_B_FENCED) &&
+	    (r->step != FO_STEP_NONE || !(flags & FO_B_NEEDS_REJOIN)))
+		return "fenced";
+	if (flags & FO_B_NEEDS_REJOIN)
+		return "needs-rejoin";
+	return r->primary ? "standby" : NULL;
 }

@@ -67,7 +67,14 @@ int failover_request(struct failover *f, const char *request, const char *who,
 uint64_t failover_report_lsn(const char *report);
 
 void failover_status_json(const struct failover *f, struct json *j);
+/* The maintenance and failover lines of the status table's header. */
 void failover_status_table(const struct failover *f, FILE *out);
+/*
+ * What the cluster record makes backend id: "primary", "fenced" (while
+ * the failover that fenced it runs), "needs-rejoin", "standby"; NULL while
+ * no primary is known.
+ */
+const char *failover_backend_role(const struct failover *f, int64_t id);
 
 /* The event observer (the API's metrics); NULL removes it. */
 void failover_set_event_observer(struct failover *f, failover_event_observer fn,

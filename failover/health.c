@@ -58,7 +58,7 @@
  * Columns: 0 in recovery, 1 standby timeline, 2 primary's WAL file name,
  * 3 primary LSN, 4 standby receive LSN, 5 standby replay LSN (a promoted
  * primary still answers the last two: null there, as a standby's 3 is),
- * 6 system identifier.
+ * 6 system identifier, 7 standby replay lag in seconds.
  *
  * The timeline of a primary is the first 8 hex digits of its current WAL
  * file's name, which is the timeline it writes on: right from the first
@@ -67,6 +67,12 @@
  * receiver's received_tli (the timeline it streams, so it moves when the
  * standby follows a promoted primary), else - no receiver running, or a
  * role not allowed to see it - the last restartpoint's.
+ *
+ * The replay lag of a standby is 0 while it has replayed all it received,
+ * else the age of the last transaction it replayed: the usual measure, and
+ * cheap (two function calls), but only an upper bound when the primary
+ * was idle for a while before the WAL still to replay. It is for people
+ * (status); no decision uses it.
  */
 #define HEALTH_QUERY							\
 	"SELECT r,"							\
@@ -76,11 +82,14 @@
 	" pg_walfile_name(w), w,"					\
 	" CASE WHEN r THEN pg_last_wal_receive_lsn() END,"		\
 	" CASE WHEN r THEN pg_last_wal_replay_lsn() END,"		\
-	" (SELECT system_identifier FROM pg_control_system())"		\
+	" (SELECT system_identifier FROM pg_control_system()),"	\
+	" CASE WHEN r THEN CASE WHEN pg_last_wal_receive_lsn() ="	\
+	" pg_last_wal_replay_lsn() THEN 0 ELSE extract(epoch FROM"	\
+	" now() - pg_last_xact_replay_timestamp()) END END"		\
 	" FROM pg_is_in_recovery() AS r,"				\
 	" LATERAL (SELECT CASE WHEN r THEN NULL"			\
 	" ELSE pg_current_wal_lsn() END AS w) AS cur"
-#define HEALTH_COLUMNS 7
+#define HEALTH_COLUMNS 8
 
 /*
  * The write probe, sent in the same check once the status query has found
@@ -124,6 +133,7 @@ struct sample {
 	enum health_role role;
 	uint32_t timeline;
 	uint64_t lsn, receive_lsn, replay_lsn, system_id;
+	int64_t replay_lag_ms;	/* -1 = unknown */
 	/* the write probe */
 	bool probed;		/* it was sent */
 	bool probe_row;		/* pg_logical_emit_message() returned its LSN */
@@ -524,6 +534,7 @@ check_ok(struct hb *b)
 	p->receive_lsn = b->s.receive_lsn;
 	p->replay_lsn = b->s.replay_lsn;
 	p->system_id = b->s.system_id;
+	p->replay_lag_ms = b->s.have_row ? b->s.replay_lag_ms : -1;
 	if (p->role == HEALTH_ROLE_PRIMARY)
 		p->last_primary_lsn = p->lsn;
 	p->write_latency_us = b->s.probed ? b->s.probe_us : 0;
@@ -614,6 +625,13 @@ take_row(struct hb *b, const PGresult *res)
 	/* an int8 on the SQL side: the bits of the unsigned identifier */
 	s->system_id = PQgetisnull(res, 0, 6) ? 0 :
 		(uint64_t)strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	s->replay_lag_ms = -1;
+	if (!PQgetisnull(res, 0, 7)) {
+		double secs = strtod(PQgetvalue(res, 0, 7), NULL);
+
+		/* a clock behind the primary's makes it negative: caught up */
+		s->replay_lag_ms = secs > 0 && secs < 1e9 ? (int64_t)(secs * 1000.0) : 0;
+	}
 	s->have_row = true;
 }
 
@@ -1073,9 +1091,41 @@ json_lsn(struct json *j, const char *key, uint64_t lsn)
 	json_str(j, buf);
 }
 
-void
-health_status_json(const struct health *h, struct json *j, uint64_t now)
+/* The one backend up as a primary, else NULL (none, or more than one). */
+static const struct health_backend *
+the_primary(const struct health *h)
 {
+	const struct health_backend *primary = NULL;
+	size_t nprimary = 0;
+
+	for (size_t i = 0; h && i < h->n; i++) {
+		const struct health_backend *p = &h->b[i]->pub;
+
+		if (p->state == HEALTH_UP && p->role == HEALTH_ROLE_PRIMARY) {
+			primary = p;
+			nprimary++;
+		}
+	}
+	return nprimary == 1 ? primary : NULL;
+}
+
+/* Bytes a standby is behind the primary; -1 when that is not known. */
+static int64_t
+lag_bytes(const struct health_backend *primary, const struct health_backend *p)
+{
+	uint64_t pos = p->replay_lsn;
+
+	if (!primary || p == primary || p->state != HEALTH_UP ||
+	    p->role != HEALTH_ROLE_STANDBY || !pos || !primary->lsn)
+		return -1;
+	return primary->lsn > pos ? (int64_t)(primary->lsn - pos) : 0;
+}
+
+void
+health_status_json(const struct health *h, struct json *j, uint64_t now,
+		   health_role_fn cluster_role, void *arg)
+{
+	const struct health_backend *primary = the_primary(h);
 	size_t i;
 
 	json_key(j, "backends");
@@ -1083,6 +1133,7 @@ health_status_json(const struct health *h, struct json *j, uint64_t now)
 	for (i = 0; h && i < h->n; i++) {
 		const struct hb *b = h->b[i];
 		const struct health_backend *p = &b->pub;
+		int64_t lag = lag_bytes(primary, p);
 		char buf[24];
 
 		json_begin_object(j);
@@ -1096,6 +1147,8 @@ health_status_json(const struct health *h, struct json *j, uint64_t now)
 		json_str(j, health_state_name(p->state));
 		json_key(j, "role");
 		json_str(j, health_role_name(p->role));
+		json_key(j, "cluster_role");
+		json_str(j, cluster_role ? cluster_role(arg, p->id) : NULL);
 		json_key(j, "timeline");
 		if (p->timeline)
 			json_uint(j, p->timeline);
@@ -1105,6 +1158,17 @@ health_status_json(const struct health *h, struct json *j, uint64_t now)
 		json_lsn(j, "receive_lsn", p->receive_lsn);
 		json_lsn(j, "replay_lsn", p->replay_lsn);
 		json_lsn(j, "last_primary_lsn", p->last_primary_lsn);
+		json_key(j, "lag_bytes");
+		if (lag >= 0)
+			json_int(j, lag);
+		else
+			json_null(j);
+		json_key(j, "replay_lag_ms");
+		if (p->state == HEALTH_UP && p->role == HEALTH_ROLE_STANDBY &&
+		    p->replay_lag_ms >= 0)
+			json_int(j, p->replay_lag_ms);
+		else
+			json_null(j);
 		json_key(j, "system_id");
 		if (p->system_id) {
 			/* a string: JavaScript loses bits beyond 2^53 */
@@ -1141,31 +1205,44 @@ health_status_json(const struct health *h, struct json *j, uint64_t now)
 	json_end_array(j);
 }
 
-void
-health_status_table(const struct health *h, FILE *out, uint64_t now)
+const char *
+health_status_marks(const struct health_backend *p, const char *cluster_role,
+		    char buf[3])
 {
-	const struct health_backend *primary = NULL;
-	size_t i, nprimary = 0;
+	bool rec_primary = cluster_role && strcmp(cluster_role, "primary") == 0;
+	bool rec_standby = cluster_role && strcmp(cluster_role, "standby") == 0;
+	bool seen = p->role != HEALTH_ROLE_UNKNOWN;
 
-	for (i = 0; h && i < h->n; i++) {
-		const struct health_backend *p = &h->b[i]->pub;
+	buf[0] = rec_primary ? '*' : ' ';
+	buf[1] = ' ';
+	if (p->state != HEALTH_UP)
+		buf[1] = '?';
+	else if (seen && ((rec_primary && p->role != HEALTH_ROLE_PRIMARY) ||
+			  (!rec_primary && p->role == HEALTH_ROLE_PRIMARY) ||
+			  (rec_standby && p->role != HEALTH_ROLE_STANDBY)))
+		buf[1] = '!';
+	buf[2] = '\0';
+	return buf;
+}
 
-		if (p->state == HEALTH_UP && p->role == HEALTH_ROLE_PRIMARY) {
-			primary = p;
-			nprimary++;
-		}
-	}
-	if (nprimary != 1)
-		primary = NULL;
-	fprintf(out, "\n  %-4s %-24s %-8s %-8s %-8s %-20s %-12s %-8s %s\n",
-		"ID", "BACKEND", "ROLE", "STATE", "TIMELINE", "LSN", "LAG",
-		"WRITE", "LAST OK");
+void
+health_status_table(const struct health *h, FILE *out, uint64_t now,
+		    health_role_fn cluster_role, void *arg)
+{
+	const struct health_backend *primary = the_primary(h);
+	size_t i;
+
+	fprintf(out, "   %-3s %-22s %-12s %-8s %-8s %3s %-12s %12s %8s %7s %s\n",
+		"ID", "BACKEND", "CLUSTER ROLE", "SEEN AS", "HEALTH", "TL", "LSN",
+		"LAG BYTES", "LAG S", "WRITE", "LAST OK");
 	for (i = 0; h && i < h->n; i++) {
 		const struct hb *b = h->b[i];
 		const struct health_backend *p = &b->pub;
-		char addr[80], tl[16], lsn[24], lag[24], wr[16], ok[32];
+		const char *crole = cluster_role ? cluster_role(arg, p->id) : NULL;
+		char addr[80], tl[16], lsn[24], lag[24], lags[24], wr[16], ok[32], mark[3];
 		uint64_t pos = p->role == HEALTH_ROLE_PRIMARY ? p->lsn :
 			p->replay_lsn;
+		int64_t lb = lag_bytes(primary, p);
 
 		snprintf(addr, sizeof(addr), "%s:%" PRId64, b->host, b->port);
 		if (p->timeline)
@@ -1176,11 +1253,16 @@ health_status_table(const struct health *h, FILE *out, uint64_t now)
 			fmt_lsn(lsn, sizeof(lsn), pos);
 		else
 			snprintf(lsn, sizeof(lsn), "-");
-		if (primary && p != primary && pos && p->state == HEALTH_UP)
-			snprintf(lag, sizeof(lag), "%" PRIu64,
-				 primary->lsn > pos ? primary->lsn - pos : 0);
+		if (lb >= 0)
+			snprintf(lag, sizeof(lag), "%" PRId64, lb);
 		else
 			snprintf(lag, sizeof(lag), "-");
+		if (p->state == HEALTH_UP && p->role == HEALTH_ROLE_STANDBY &&
+		    p->replay_lag_ms >= 0)
+			snprintf(lags, sizeof(lags), "%" PRId64 ".%01" PRId64,
+				 p->replay_lag_ms / 1000, p->replay_lag_ms % 1000 / 100);
+		else
+			snprintf(lags, sizeof(lags), "-");
 		if (p->write_latency_ms)
 			snprintf(wr, sizeof(wr), "%" PRIu32 " ms",
 				 p->write_latency_ms);
@@ -1191,9 +1273,10 @@ health_status_table(const struct health *h, FILE *out, uint64_t now)
 				 now > p->last_ok ? now - p->last_ok : 0);
 		else
 			snprintf(ok, sizeof(ok), "never");
-		fprintf(out, "  %-4" PRId64 " %-24s %-8s %-8s %-8s %-20s %-12s %-8s %s\n",
-			p->id, addr, health_role_name(p->role),
-			health_state_name(p->state), tl, lsn, lag, wr, ok);
+		fprintf(out, "%s %-3" PRId64 " %-22s %-12s %-8s %-8s %3s %-12s %12s %8s %7s %s\n",
+			health_status_marks(p, crole, mark), p->id, addr,
+			crole ? crole : "-", health_role_name(p->role),
+			health_state_name(p->state), tl, lsn, lag, lags, wr, ok);
 	}
 }
 

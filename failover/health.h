@@ -61,6 +61,11 @@ struct health_backend {
 	uint64_t replay_lsn;		/* standby: pg_last_wal_replay_lsn() */
 	uint64_t last_primary_lsn;	/* lsn of the last success as a primary, 0 = never; kept after it turns standby */
 	uint64_t system_id;		/* pg_control_system() system_identifier */
+	/*
+	 * Standby: 0 when it replayed all it received, else the age of the
+	 * last transaction it replayed; -1 = unknown (or not a standby).
+	 */
+	int64_t replay_lag_ms;
 	unsigned consecutive_failures;
 	uint64_t last_ok;		/* CLOCK_BOOTTIME ms of the last success, 0 = never */
 	uint64_t last_check;		/* of the last finished check, 0 = never */
@@ -117,9 +122,28 @@ const struct health_backend *health_get(const struct health *h, size_t i);
 const char *health_state_name(enum health_state s);
 const char *health_role_name(enum health_role r);
 
-/* Adds "backends": [...] to an open JSON object. */
-void health_status_json(const struct health *h, struct json *j, uint64_t now);
-/* Prints the backends table. */
-void health_status_table(const struct health *h, FILE *out, uint64_t now);
+/*
+ * The role the cluster record gives backend id ("primary", "standby",
+ * "needs-rejoin", "fenced"), or NULL when it has none; for the status.
+ */
+typedef const char *(*health_role_fn)(void *arg, int64_t id);
+
+/*
+ * Adds "backends": [...] to an open JSON object; cluster_role may be
+ * NULL (then "cluster_role" is null).
+ */
+void health_status_json(const struct health *h, struct json *j, uint64_t now,
+			health_role_fn cluster_role, void *arg);
+/*
+ * Prints the backends table, each line marked: '*' in the first column
+ * for the cluster record's primary; '?' in the second for a backend whose
+ * last check failed (or none ran yet), '!' for one whose checks see
+ * another role than the record gives it (a standby running as a primary).
+ */
+void health_status_table(const struct health *h, FILE *out, uint64_t now,
+			 health_role_fn cluster_role, void *arg);
+/* Those two marks of p, given its cluster role (NULL: none), in buf. */
+const char *health_status_marks(const struct health_backend *p,
+				const char *cluster_role, char buf[3]);
 
 #endif

@@ -773,7 +773,7 @@ vip_status_line(const struct vip *v, FILE *out, int64_t holder)
 {
 	if (!v || !v->addr_text[0])
 		return;
-	fprintf(out, "VIP %s on %s: ", v->addr_text, v->ifname);
+	fprintf(out, "  VIP %s on %s: ", v->addr_text, v->ifname);
 	if (holder > 0)
 		fprintf(out, "holder peer %" PRId64, holder);
 	else

@@ -660,6 +660,9 @@ status_json(struct watchdog *w, uint64_t now, FILE *out)
 
 	json_init(&j, out);
 	json_begin_object(&j);
+	json_key(&j, "schema_version");
+	json_int(&j, 1);
+	/* the first name of schema_version, kept for the consumers of 0.1 */
 	json_key(&j, "version");
 	json_int(&j, 1);
 	json_key(&j, "cluster");
@@ -761,7 +764,7 @@ status_json(struct watchdog *w, uint64_t now, FILE *out)
 	json_end_object(&j);
 	json_end_object(&j);
 	if (w->extra)
-		w->extra(w->extra_arg, &j, NULL);
+		w->extra(w->extra_arg, &j, NULL, false);
 	json_end_object(&j);
 	if (json_finish(&j) < 0)
 		return -1;
@@ -769,13 +772,21 @@ status_json(struct watchdog *w, uint64_t now, FILE *out)
 	return 0;
 }
 
+/*
+ * The table, like patronictl list: a header (cluster, term, coordinator
+ * and lease, then the extra lines: VIP, maintenance, failover), the peers
+ * (the coordinator marked '*', a peer not heard from lately '?'), then the
+ * extra part after them (the backends).
+ */
 static void
 status_table(struct watchdog *w, uint64_t now, FILE *out)
 {
 	uint8_t coord = coordinator(w, now);
+	struct wd_peer_status cst;
 
-	fprintf(out, "cluster %s, peer %" PRId64 ", term %" PRIu64 ", coordinator ",
-		w->conf->cluster_name, w->self, wd_term(w->wd));
+	fprintf(out, "Cluster %s, as peer %" PRId64 " sees it%s\n", w->conf->cluster_name,
+		w->self, wd_in_tilt(w->wd, now) ? " (in tilt: it neither votes nor stands)" : "");
+	fprintf(out, "  term %" PRIu64 ", coordinator ", wd_term(w->wd));
 	if (coord)
 		fprintf(out, "%u", coord);
 	else
@@ -783,9 +794,12 @@ status_table(struct watchdog *w, uint64_t now, FILE *out)
 	if (wd_has_lease(w->wd, now))
 		fprintf(out, " (this peer, lease %" PRIu64 " ms left)",
 			wd_lease_end(w->wd) - now);
-	if (wd_in_tilt(w->wd, now))
-		fprintf(out, ", in tilt");
-	fprintf(out, "\n\n  %-3s %-28s %-17s %-8s %6s %12s %8s %8s\n", "ID", "ADDRESS",
+	else if (coord && wd_peer_status(w->wd, coord, now, &cst) == 0 && cst.lease_left_ms)
+		fprintf(out, " (lease about %u ms left)", cst.lease_left_ms);
+	fputc('\n', out);
+	if (w->extra)
+		w->extra(w->extra_arg, NULL, out, true);
+	fprintf(out, "\nPeers:\n   %-3s %-28s %-17s %-8s %6s %12s %8s %8s\n", "ID", "ADDRESS",
 		"ROLE", "STATE", "TERM", "LAST HEARD", "RTT", "LEASE");
 	for (size_t i = 0; i < w->conf->npeers; i++) {
 		const struct conf_peer *p = &w->conf->peers[i];
@@ -807,14 +821,13 @@ status_table(struct watchdog *w, uint64_t now, FILE *out)
 			 p->witness ? "/witness" : "");
 		if (st.lease_left_ms)
 			snprintf(lease, sizeof(lease), "%u ms", st.lease_left_ms);
-		fprintf(out, "%c %-3" PRId64 " %-28s %-17s %-8s %6" PRIu64 " %12s %8s %8s\n",
-			p->id == coord ? '*' : ' ', p->id, addr, role,
-			wd_peer_state_name(st.state), st.term, heard, rtt, lease);
+		fprintf(out, "%c%c %-3" PRId64 " %-28s %-17s %-8s %6" PRIu64 " %12s %8s %8s\n",
+			p->id == coord ? '*' : ' ',
+			p->id != w->self && st.state != WD_PEER_UP ? '?' : ' ', p->id, addr,
+			role, wd_peer_state_name(st.state), st.term, heard, rtt, lease);
 	}
-	if (w->extra) {
-		fputc('\n', out);
-		w->extra(w->extra_arg, NULL, out);
-	}
+	if (w->extra)
+		w->extra(w->extra_arg, NULL, out, false);
 }
 
 int

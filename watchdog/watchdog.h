@@ -52,8 +52,13 @@ void watchdog_resign(struct watchdog *w, const char *reason);
 int64_t watchdog_coordinator(const struct watchdog *w);
 
 struct json;
-/* Lets another part add members to the status (JSON object, or table lines). */
-typedef void (*watchdog_status_extra)(void *arg, struct json *j, FILE *table);
+/*
+ * Lets another part add members to the status: to the JSON object (j set),
+ * or lines to the table (table set): with header true to the header block
+ * (after the cluster and term lines), else after the peers table.
+ */
+typedef void (*watchdog_status_extra)(void *arg, struct json *j, FILE *table,
+				      bool header);
 void watchdog_set_status_extra(struct watchdog *w, watchdog_status_extra fn,
 			       void *arg);
 

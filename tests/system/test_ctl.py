@@ -173,3 +173,126 @@ def test_events_follow_receives_an_event_that_happens_after_it_connected(lab, pg
     ev = pgvlab.log_events(cl.pv[c], "operator-request", request="pause")
     assert ev and re.fullmatch(r"uid=0\(root\) pid=\d+", ev[0]["by"]), ev
 
+
+def test_status_watch_prints_twice_and_stops(lab, pgvigil_bin):
+    cl = Peers(lab, pgvigil_bin)
+    cl.coordinator()
+    t0 = time.monotonic()
+    r = cl.ctl(1, "status", "-w", "1", "-n", "2", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("every 1s: pgvigilctl status") == 2, r.stdout
+    assert r.stdout.count("\nPeers:\n") == 2 and r.stdout.count("Cluster lab, as peer 1") == 2, r.stdout
+    assert time.monotonic() - t0 >= 1.0
+    r = cl.ctl(1, "status", "--watch=1", "-n", "1", "--json", timeout=30)
+    assert r.returncode == 0, r.stderr
+    body = r.stdout.split("\n\n", 1)[1]
+    assert json.loads(body)["schema_version"] == 1
+    for args in (("status", "-w", "0"), ("status", "-n", "2"), ("status", "-w", "x")):
+        r = cl.ctl(1, *args)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+
+
+# --------------------------------------------------------------------------
+# status and a failover's timeline, against PostgreSQL
+
+def table_rows(text, section):
+    """The data lines of a table of the status ("Peers:" / "Backends:")."""
+    lines = text.split(f"\n{section}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return lines[1:]
+
+
+def test_status_table_and_json_then_failover_timeline_in_events(lab, pgvigil_bin):
+    cl = FoCluster(lab, pgvigil_bin)
+    sts = cl.wait_steady()
+    st = cl.ctl_status(1)
+    # JSON: the versioned schema and the fields the table shows.
+    assert st["schema_version"] == 1 and st["version"] == 1
+    sysid = st["system_identifier"]
+    assert re.fullmatch(r"\d+", sysid), st
+    b = {x["id"]: x for x in st["backends"]}
+    assert (b[1]["cluster_role"], b[1]["role"], b[1]["state"]) == ("primary", "primary", "up")
+    assert b[1]["lag_bytes"] is None and b[1]["replay_lag_ms"] is None
+    assert (b[2]["cluster_role"], b[2]["role"], b[2]["state"]) == ("standby", "standby", "up")
+    assert isinstance(b[2]["lag_bytes"], int) and b[2]["lag_bytes"] >= 0, b[2]
+    assert isinstance(b[2]["replay_lag_ms"], int) and b[2]["replay_lag_ms"] >= 0, b[2]
+    assert all(x["system_id"] == sysid for x in b.values())
+    assert st["failover"]["step"] == "none" and st["failover"]["name"] is None
+    assert st["failover"]["kind"] is None and st["failover"]["maintenance"] is False
+    assert st["vip"]["holder"] == 1 and st["vip"]["address"] == pgvlab.vip_addr(0)[0]
+
+    # The table: header, peers, backends with their marks.
+    r = cl.ctl(1, "status")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith("Cluster lab, as peer 1 sees it\n"), out
+    assert f"  term {st['term']}, coordinator 1 (this peer, lease " in out, out
+    assert f"  system identifier {sysid}\n" in out, out
+    assert f"  VIP {st['vip']['address']} on eth0: holder peer 1, held here\n" in out, out
+    assert "  maintenance off\n" in out and "  failover: none in progress; primary backend 1," in out
+    peers = table_rows(out, "Peers:")
+    assert len(peers) == len(cl.ids) and peers[0].startswith("*  1 "), out
+    rows = {int(ln[3:].split()[0]): ln for ln in table_rows(out, "Backends:")}
+    assert sorted(rows) == sorted(b), out
+    f1, f2 = rows[1][3:].split(), rows[2][3:].split()
+    assert rows[1].startswith("*  1 ") and f1[2:5] == ["primary", "primary", "up"], out
+    assert rows[2].startswith("   2 ") and f2[2:5] == ["standby", "standby", "up"], out
+    assert f1[1] == f"{b[1]['host']}:{b[1]['port']}"
+    assert re.fullmatch(r"\d+", f2[7]) and re.fullmatch(r"\d+\.\d", f2[8]), rows[2]
+
+    # A failover: kill -9 of the primary's postmaster.
+    since = cl.mark()
+    lab.stop_postgres("h1", "kill")
+    done = cl.wait_event("failover-done", FAILOVER, since)
+    started = cl.events("failover-started", since)[0]
+    name = done.get("failover")
+    socks = [a for i in cl.ids for a in ("-s", cl.sock(i))]
+
+    def ctl_all(*args):
+        return subprocess.run([cl.ctl_bin, *socks, *args], capture_output=True, text=True,
+                              timeout=15, stdin=subprocess.DEVNULL)
+    # The histories of every peer, merged: one failover, done, every step in it
+    # (the coordinator that started it may have handed it over to the new
+    # primary's peer, which logged the rest).
+    r = ctl_all("events", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    fos = [f for f in doc["failovers"] if f["outcome"] == "done"]
+    assert len(fos) == 1, doc["failovers"]
+    fo = fos[0]
+    assert (fo["old_primary"], fo["new_primary"]) == (1, 2), fo
+    assert name and fo["name"] == name, (fo, done)
+    steps = [e for e in doc["events"] if e["failover"] == fo["name"]]
+    tokens = [e["event"] for e in steps]
+    for t in ("failover-started", "backend-fence-done", "candidate-chosen", "promote-started",
+              "promote-done", "promote-verified", "failover-done"):
+        assert t in tokens, (t, tokens)
+    assert tokens[0] == "failover-started" and tokens[-1] == "failover-done", tokens
+    assert len(steps) == fo["events"]
+    hooks = [e["fields"] for e in steps if e["event"] == "hook-finished"]
+    assert any(h["hook"] == "failover" and h["outcome"] == "ok" for h in hooks), hooks
+    offs = [e["offset_ms"] for e in steps]
+    assert offs[0] == 0 and offs == sorted(offs) and offs[-1] == fo["duration_ms"], offs
+    # The text view: a header, then every step with its offset.
+    r = ctl_all("events")
+    assert r.returncode == 0, r.stderr
+    head = re.search(rf"== failover {re.escape(name)}: backend 1 -> 2, done after "
+                     rf"{fo['duration_ms']} ms, {fo['events']} events\n", r.stdout)
+    assert head, r.stdout
+    print("\n" + r.stdout[head.start():])
+    # Its steps carry their offset; other events may come between them.
+    tail = [ln for ln in r.stdout[head.end():].splitlines() if re.search(r"\s\+\d+ ms ", ln)]
+    assert len(tail) == len(steps), tail
+    assert "failover-started" in tail[0] and "failover-done" in tail[-1], tail
+    # One peer's own history: the failover it started, done or handed over.
+    own = events_json(cl, started["peer"])
+    mine = [f for f in own["failovers"] if f["name"] == name]
+    assert len(mine) == 1 and mine[0]["outcome"] in ("done", "handed-over"), own["failovers"]
+    c = done["peer"]
+
+    # After it: the table marks the new primary and the unreachable old one.
+    def after():
+        s = cl.ctl(c, "status")
+        rows = {int(ln[3:].split()[0]): ln for ln in table_rows(s.stdout, "Backends:")}
+        return rows if rows[2].startswith("*  2 ") and rows[1][:3] == " ? " else None
+    rows = wait_for("backend 2 marked primary, 1 unreachable", 20, after)
+    assert rows[1][3:].split()[2] == "needs-rejoin", rows[1]

@@ -375,6 +375,56 @@ test_timeline_outcomes_unfinished_blocked_running(void **state)
 	assert_int_equal(group[3], -1);
 }
 
+/*
+ * A coordinator that hands its role over mid-failover: its own history
+ * ends there ("handed-over"), the next coordinator's resumes under the
+ * same name, and both merged (pgvigilctl events -s A -s B) are one
+ * failover that is done.
+ */
+static void
+test_timeline_handed_over_then_merged_histories_are_one_failover(void **state)
+{
+	struct evlog_event ev[] = {
+		E(0, "failover-started", "term=1 old=1 failover=1.1"),
+		E(500, "promote-verified", "term=1 backend=2 timeline=2 failover=1.1"),
+		E(510, "coordinator-transfer", "term=1 to=2 primary=2 step=following failover=1.1"),
+		E(900, "backend-up", "backend=3"),
+	};
+	struct evlog_event merged[] = {
+		ev[0], ev[1], ev[2],
+		E(700, "failover-resumed", "term=2 step=following old=1 candidate=2 failover=1.1"),
+		E(800, "failover-done", "term=2 old=1 new=2 resumed=yes failover=1.1"),
+		ev[3],
+	};
+	int group[6];
+	struct evlog_failover fo[2];
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	char body[2048] = "", line[EVLOG_LINE_MAX];
+
+	(void)state;
+	merged[3].peer = merged[4].peer = 2;
+	assert_int_equal(evlog_timeline(ev, 4, group, fo, 2), 1);
+	assert_string_equal(fo[0].outcome, "handed-over");
+	assert_int_equal(fo[0].handed_to, 2);
+	assert_int_equal(group[3], -1);	/* after the transfer: not its business */
+	assert_int_equal(evlog_timeline(merged, 6, group, fo, 2), 1);
+	assert_string_equal(fo[0].outcome, "done");
+	assert_int_equal(fo[0].nevents, 5);
+	assert_int_equal(fo[0].duration_ms, 800);
+	assert_int_equal(group[5], -1);
+	for (int i = 0; i < 3; i++) {
+		assert_true(evlog_format(&ev[i], line, sizeof(line)) > 0);
+		strcat(body, line);
+	}
+	f = open_memstream(&buf, &len);
+	assert_int_equal(evview_print(body, strlen(body), false, f), 0);
+	fclose(f);
+	assert_non_null(strstr(buf, "== failover 1.1: backend 1 -> 2, handed over to peer 2 after 510 ms, 3 events\n"));
+	free(buf);
+}
+
 static void
 test_evview_text_shows_offsets_steps_and_header(void **state)
 {
@@ -413,7 +463,7 @@ test_evview_text_shows_offsets_steps_and_header(void **state)
 			       "\"backend\":\"1\"},\"failover\":\"#1\",\"offset_ms\":300}"));
 	assert_non_null(strstr(buf, "\"failovers\":[{\"name\":\"#1\",\"start\":\"2026-11-26T09:30:02.123Z\","
 			       "\"peer\":1,\"old_primary\":1,\"new_primary\":2,\"outcome\":\"done\","
-			       "\"duration_ms\":1500,\"events\":4}]}\n"));
+			       "\"handed_to\":null,\"duration_ms\":1500,\"events\":4}]}\n"));
 	free(buf);
 }
 
@@ -433,6 +483,7 @@ main(void)
 		cmocka_unit_test(test_timeline_groups_a_failover_by_order),
 		cmocka_unit_test(test_timeline_groups_by_failover_key_across_other_events),
 		cmocka_unit_test(test_timeline_outcomes_unfinished_blocked_running),
+		cmocka_unit_test(test_timeline_handed_over_then_merged_histories_are_one_failover),
 		cmocka_unit_test(test_evview_text_shows_offsets_steps_and_header),
 	};
 

@@ -73,6 +73,31 @@ test_health_parse_lsn_accepts_pg_text_and_rejects_garbage(void **state)
 	assert_true(v == 42);
 }
 
+/* The status table's marks: '*' the record's primary, '?' down, '!' unexpected role. */
+static void
+test_health_status_marks_primary_unreachable_and_unexpected_role(void **state)
+{
+	struct health_backend b = { .id = 1, .state = HEALTH_UP, .role = HEALTH_ROLE_PRIMARY };
+	char m[3];
+
+	(void)state;
+	assert_string_equal(health_status_marks(&b, "primary", m), "* ");
+	assert_string_equal(health_status_marks(&b, "standby", m), " !");
+	assert_string_equal(health_status_marks(&b, "needs-rejoin", m), " !");
+	assert_string_equal(health_status_marks(&b, NULL, m), " !");
+	b.role = HEALTH_ROLE_STANDBY;
+	assert_string_equal(health_status_marks(&b, "standby", m), "  ");
+	assert_string_equal(health_status_marks(&b, "primary", m), "*!");
+	assert_string_equal(health_status_marks(&b, "needs-rejoin", m), "  ");
+	b.state = HEALTH_FAILED;
+	assert_string_equal(health_status_marks(&b, "primary", m), "*?");
+	b.state = HEALTH_SUSPECT;
+	assert_string_equal(health_status_marks(&b, "standby", m), " ?");
+	b.state = HEALTH_UNKNOWN;
+	b.role = HEALTH_ROLE_UNKNOWN;
+	assert_string_equal(health_status_marks(&b, "standby", m), " ?");
+}
+
 static void
 test_health_error_text_is_first_line_trimmed(void **state)
 {
@@ -298,14 +323,16 @@ test_health_status_outputs_every_field(void **state)
 	assert_non_null(f);
 	json_init(&j, f);
 	json_begin_object(&j);
-	health_status_json(h, &j, clock_now_ms());
+	health_status_json(h, &j, clock_now_ms(), NULL, NULL);
 	json_end_object(&j);
 	assert_int_equal(json_finish(&j), 0);
 	fclose(f);
 	assert_non_null(strstr(buf, "\"id\":4,\"host\":\"127.0.0.1\",\"port\":1,"
 			       "\"state\":\"suspect\",\"role\":\"unknown\","
+			       "\"cluster_role\":null,"
 			       "\"timeline\":null,\"lsn\":null,\"receive_lsn\":null,"
 			       "\"replay_lsn\":null,\"last_primary_lsn\":null,"
+			       "\"lag_bytes\":null,\"replay_lag_ms\":null,"
 			       "\"system_id\":null,\"last_ok_ms\":null,"
 			       "\"latency_ms\":null,\"write_latency_ms\":null,"));
 	assert_non_null(strstr(buf, "\"consecutive_failures\":1,\"checks\":1,"
@@ -315,7 +342,7 @@ test_health_status_outputs_every_field(void **state)
 
 	f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	health_status_table(h, f, clock_now_ms());
+	health_status_table(h, f, clock_now_ms(), NULL, NULL);
 	fclose(f);
 	assert_non_null(strstr(buf, "127.0.0.1:1"));
 	assert_non_null(strstr(buf, "suspect"));
@@ -495,7 +522,7 @@ fake_query(struct fake *f, const char *sql)
 	struct msg m = { .len = 0 };
 
 	if (strstr(sql, "pg_is_in_recovery")) {
-		const char *vals[7];
+		const char *vals[8];
 
 		f->status_queries++;
 		vals[0] = f->standby ? "t" : "f";
@@ -504,8 +531,9 @@ fake_query(struct fake *f, const char *sql)
 		vals[3] = f->standby ? NULL : f->lsn;
 		vals[4] = f->standby ? f->receive : NULL;
 		vals[5] = f->standby ? f->replay : NULL;
+		vals[7] = f->standby ? "0.25" : NULL;
 		vals[6] = "7712362913286307918";
-		msg_row(&m, 7, vals);
+		msg_row(&m, 8, vals);
 		msg_ready(&m, 'I');
 	} else if (strstr(sql, "pg_logical_emit_message")) {
 		static const char *const lsn[] = { "0/5000100" };
@@ -755,6 +783,7 @@ test_health_primary_gets_write_probe_standby_never(void **state)
 	assert_true(b->lsn == 0x5000060);
 	assert_true(b->last_primary_lsn == 0x5000060);
 	assert_true(b->receive_lsn == 0 && b->replay_lsn == 0);
+	assert_int_equal(b->replay_lag_ms, -1);	/* not a standby */
 	assert_true(b->system_id == 7712362913286307918ull);
 	assert_true(b->write_latency_ms >= 1);
 	assert_int_equal(f.status_queries, 1);
@@ -777,6 +806,7 @@ test_health_primary_gets_write_probe_standby_never(void **state)
 	assert_int_equal(b->timeline, 2);
 	assert_true(b->lsn == 0);
 	assert_true(b->receive_lsn == 0x4000100 && b->replay_lsn == 0x40000A0);
+	assert_int_equal(b->replay_lag_ms, 250);	/* 0.25 s, as the query said */
 	assert_true(b->last_primary_lsn == 0x5000060);	/* kept */
 	assert_int_equal(b->write_latency_ms, 0);
 	assert_int_equal(b->write_latency_us, 0);
@@ -1049,6 +1079,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_health_parse_lsn_accepts_pg_text_and_rejects_garbage),
 		cmocka_unit_test(test_health_error_text_is_first_line_trimmed),
+		cmocka_unit_test(test_health_status_marks_primary_unreachable_and_unexpected_role),
 		cmocka_unit_test(test_health_timeline_from_walfile_name),
 		cmocka_unit_test(test_health_write_probe_latency_rounds_up_to_a_millisecond),
 		cmocka_unit_test(test_health_status_query_is_one_statement_and_probe_commits_locally),
