@@ -135,6 +135,24 @@ class Demo:
         out = (r.stdout + r.stderr).rstrip().splitlines()
         return [f"$ pgvigilctl {' '.join(args)}   (peer {i}, exit {r.returncode})"] + out, r
 
+    def ctl_events(self, since_wall):
+        """The first failover since since_wall as `pgvigilctl events` shows it,
+        with the histories of every live peer merged (-s once per peer)."""
+        socks = [a for i in sorted(self.pv) if self.pv[i].alive() for a in ("-s", self.sock(i))]
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since_wall - 1))
+        args = ["-s", "...", "events", "--since", since]
+        r = subprocess.run([self.ctl_bin, *socks, "events", "--since", since],
+                           capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
+        lines = r.stdout.splitlines()
+        start = next((k for k, ln in enumerate(lines) if "== failover" in ln), None)
+        if start is None:
+            return [f"$ pgvigilctl {' '.join(args)}   (exit {r.returncode})"] + \
+                (r.stdout + r.stderr).splitlines()
+        end = next((k for k, ln in enumerate(lines[start:], start) if "failover-done" in ln),
+                   len(lines) - 1)
+        return [f"$ pgvigilctl {' '.join(args)}   (every peer's socket; exit {r.returncode})"] + \
+            [ln[11:180] for ln in lines[start:end + 1]]
+
     def marks(self):
         return {i: self.pv[i].mark() for i in self.pv}
 
@@ -478,6 +496,9 @@ def run(d, keep):
     show([done_line(done, t_wall, "kill"),
           f"h2: pg_is_in_recovery() = {d.in_recovery('h2')}, timeline {d.timeline_id('h2')}",
           f"VIP on: {', '.join(d.vip_hosts())} (read from each host's kernel)"])
+    say("    the same failover in the daemons' event history, each step with its offset and,")
+    say("    in parentheses, the ms since the step before:")
+    show(d.ctl_events(t_wall), indent="      ")
     lost = d.outage(t_kill, "h1", "h2")
     if lost:
         show([f"NOTE: {len(lost)} acknowledged rows are not on h2: asynchronous replication "
