@@ -719,27 +719,34 @@ oom:
 	return EXIT_REFUSED;
 }
 
-/* status -w: the status again every interval, count times (0: until Ctrl-C). */
+/*
+ * status -w: the status again every interval, count times (0: until
+ * Ctrl-C), each under a line that says when; with --json only the
+ * documents, one per line, for a script to read as they come.
+ */
 static int
-watch(const char *sock, const char *req, unsigned interval, unsigned long count)
+watch(const char *sock, const char *req, unsigned interval, unsigned long count,
+      bool json)
 {
 	bool tty = isatty(STDOUT_FILENO);
 	int rc = EXIT_OK;
 
 	for (unsigned long i = 0; count == 0 || i < count; i++) {
 		struct timespec ts = { .tv_sec = (time_t)interval };
-		time_t now = time(NULL);
+		time_t now;
 		struct tm tm;
 		char stamp[32];
 
 		if (i > 0)
 			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 				;
+		now = time(NULL);
 		gmtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S UTC", &tm);
 		/* Clear the screen on a terminal; a blank line between otherwise. */
-		printf("%severy %us: pgvigilctl status    %s\n\n",
-		       tty ? "\033[H\033[2J" : i > 0 ? "\n" : "", interval, stamp);
+		if (!json)
+			printf("%severy %us: pgvigilctl status    %s\n\n",
+			       tty ? "\033[H\033[2J" : i > 0 ? "\n" : "", interval, stamp);
 		fflush(stdout);
 		rc = ask(sock, req, NULL, NULL);
 	}
@@ -1063,7 +1070,7 @@ main(int argc, char **argv)
 		else if (events)
 			rc = ask(sock, req, print_events, &json);
 		else
-			rc = watch(sock, req, (unsigned)interval, count);
+			rc = watch(sock, req, (unsigned)interval, count, json);
 		free(owned);
 		return rc;
 	}

@@ -183,10 +183,11 @@ def test_status_watch_prints_twice_and_stops(lab, pgvigil_bin):
     assert r.stdout.count("every 1s: pgvigilctl status") == 2, r.stdout
     assert r.stdout.count("\nPeers:\n") == 2 and r.stdout.count("Cluster lab, as peer 1") == 2, r.stdout
     assert time.monotonic() - t0 >= 1.0
-    r = cl.ctl(1, "status", "--watch=1", "-n", "1", "--json", timeout=30)
+    # With --json: one document per line, nothing else.
+    r = cl.ctl(1, "status", "--watch=1", "-n", "2", "--json", timeout=30)
     assert r.returncode == 0, r.stderr
-    body = r.stdout.split("\n\n", 1)[1]
-    assert json.loads(body)["schema_version"] == 1
+    docs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert len(docs) == 2 and all(d["schema_version"] == 1 for d in docs), r.stdout
     for args in (("status", "-w", "0"), ("status", "-n", "2"), ("status", "-w", "x")):
         r = cl.ctl(1, *args)
         assert r.returncode == 2, (args, r.returncode, r.stderr)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/evlog.h"
@@ -117,6 +118,46 @@ test_evlog_fields_by_name_with_quoted_values(void **state)
 	/* "x" is inside a quoted value, not a field */
 	assert_null(evlog_field(t, "x", buf, sizeof(buf)));
 	assert_null(evlog_field(t, "pid", buf, sizeof(buf)));
+}
+
+/* ---- the log's sink ------------------------------------------------------ */
+
+struct sunk {
+	int calls;
+	uint64_t wall_ms;
+	char token[EVLOG_TOKEN_MAX];
+	char text[EVLOG_TEXT_MAX];
+};
+
+static void
+sink(void *arg, uint64_t wall_ms, const char *token, const char *text)
+{
+	struct sunk *k = arg;
+
+	k->calls++;
+	k->wall_ms = wall_ms;
+	snprintf(k->token, sizeof(k->token), "%s", token);
+	snprintf(k->text, sizeof(k->text), "%s", text);
+	/* a sink that logs an event is not called again from inside itself */
+	log_event("nested", "x=1");
+}
+
+static void
+test_log_event_reaches_the_sink_whatever_the_level(void **state)
+{
+	struct sunk k = { 0 };
+	uint64_t now = (uint64_t)time(NULL) * 1000u;
+
+	(void)state;
+	log_set_event_sink(sink, &k);
+	log_set_level(LOG_LVL_ERROR);		/* event lines are not printed */
+	log_event("daemon-started", "peer=%d reason=\"a\nb\"", 1);
+	log_set_event_sink(NULL, NULL);
+	log_event("daemon-stopped", "peer=1");
+	assert_int_equal(k.calls, 1);
+	assert_string_equal(k.token, "daemon-started");
+	assert_string_equal(k.text, "peer=1 reason=\"a b\"");
+	assert_true(k.wall_ms + 5000 > now && k.wall_ms < now + 5000);
 }
 
 /* ---- ring and file ------------------------------------------------------- */
@@ -474,6 +515,7 @@ main(void)
 		cmocka_unit_test(test_evlog_line_round_trip),
 		cmocka_unit_test(test_evlog_parse_rejects_torn_and_foreign_lines),
 		cmocka_unit_test(test_evlog_fields_by_name_with_quoted_values),
+		cmocka_unit_test(test_log_event_reaches_the_sink_whatever_the_level),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_evlog_ring_keeps_the_last_events),
 		T(test_evlog_file_rotates_at_its_cap_and_is_read_back),
