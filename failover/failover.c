@@ -530,6 +530,7 @@ on_health(void *arg, const struct health_backend *changed)
 				   b->replay_lsn;
 		v[i].system_id = b->system_id;
 		v[i].checked_at = b->last_check;
+		v[i].logical_slots = b->logical_slots;
 	}
 	fo_local_view(f->fo, clock_now_ms(), v, n);
 	run_effects(f);

@@ -85,11 +85,13 @@
 	" (SELECT system_identifier FROM pg_control_system()),"	\
 	" CASE WHEN r THEN CASE WHEN pg_last_wal_receive_lsn() ="	\
 	" pg_last_wal_replay_lsn() THEN 0 ELSE extract(epoch FROM"	\
-	" now() - pg_last_xact_replay_timestamp()) END END"		\
+	" now() - pg_last_xact_replay_timestamp()) END END,"		\
+	" CASE WHEN NOT r THEN (SELECT count(*) FROM pg_replication_slots"	\
+	" WHERE slot_type = 'logical') END"				\
 	" FROM pg_is_in_recovery() AS r,"				\
 	" LATERAL (SELECT CASE WHEN r THEN NULL"			\
 	" ELSE pg_current_wal_lsn() END AS w) AS cur"
-#define HEALTH_COLUMNS 8
+#define HEALTH_COLUMNS 9
 
 /*
  * The write probe, sent in the same check once the status query has found
@@ -134,6 +136,7 @@ struct sample {
 	uint32_t timeline;
 	uint64_t lsn, receive_lsn, replay_lsn, system_id;
 	int64_t replay_lag_ms;	/* -1 = unknown */
+	int32_t logical_slots;	/* primary: its logical replication slots; -1 = unknown */
 	/* the write probe */
 	bool probed;		/* it was sent */
 	bool probe_row;		/* pg_logical_emit_message() returned its LSN */
@@ -535,6 +538,7 @@ check_ok(struct hb *b)
 	p->replay_lsn = b->s.replay_lsn;
 	p->system_id = b->s.system_id;
 	p->replay_lag_ms = b->s.have_row ? b->s.replay_lag_ms : -1;
+	p->logical_slots = b->s.have_row ? b->s.logical_slots : -1;
 	if (p->role == HEALTH_ROLE_PRIMARY)
 		p->last_primary_lsn = p->lsn;
 	p->write_latency_us = b->s.probed ? b->s.probe_us : 0;
@@ -632,6 +636,9 @@ take_row(struct hb *b, const PGresult *res)
 		/* a clock behind the primary's makes it negative: caught up */
 		s->replay_lag_ms = secs > 0 && secs < 1e9 ? (int64_t)(secs * 1000.0) : 0;
 	}
+	/* A primary's logical slots: a switchover does not carry them over. */
+	s->logical_slots = PQgetisnull(res, 0, 8) ? -1 :
+		(int32_t)strtol(PQgetvalue(res, 0, 8), NULL, 10);
 	s->have_row = true;
 }
 

@@ -66,6 +66,8 @@ struct health_backend {
 	 * last transaction it replayed; -1 = unknown (or not a standby).
 	 */
 	int64_t replay_lag_ms;
+	/* Primary: its logical replication slots (a switchover loses them); -1 = unknown. */
+	int32_t logical_slots;
 	unsigned consecutive_failures;
 	uint64_t last_ok;		/* CLOCK_BOOTTIME ms of the last success, 0 = never */
 	uint64_t last_check;		/* of the last finished check, 0 = never */

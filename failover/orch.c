@@ -2652,6 +2652,13 @@ fo_preflight(const struct fo *fo, uint64_t now, enum fo_command cmd,
 			pf_line(&pf, "no", "fence: neither the primary's peer (stop_command) nor fence_command can stop backend %u",
 				r->primary);
 	}
+	if (!pv || pv->logical_slots < 0)
+		pf_line(&pf, "warning", "slots: the primary's logical replication slots are not known (no check yet)");
+	else if (pv->logical_slots > 0)
+		pf_line(&pf, "warning", "slots: the primary has %" PRId32 " logical replication slot(s); PostgreSQL does not copy them to standbys: their consumers must be set up again on the new primary",
+			pv->logical_slots);
+	else
+		pf_line(&pf, "ok", "slots: no logical replication slots on the primary (physical ones are made by the hooks as the standbys need them)");
 	if (sw)
 		pf_line(&pf, fo->cfg.has_rejoin_command ? "ok" : "warning",
 			"old primary: %s", fo->cfg.has_rejoin_command ?

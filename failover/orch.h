@@ -60,6 +60,7 @@ struct fo_view {
 	uint64_t lsn;
 	uint64_t system_id;	/* local view only, never sent; 0 = unknown */
 	uint64_t checked_at;	/* local view only: when the check ended */
+	int32_t logical_slots;	/* local view only: a primary's logical slots, -1 = unknown */
 };
 
 /* Steps of a failover, as recorded in the cluster record. */

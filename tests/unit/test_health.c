@@ -522,7 +522,7 @@ fake_query(struct fake *f, const char *sql)
 	struct msg m = { .len = 0 };
 
 	if (strstr(sql, "pg_is_in_recovery")) {
-		const char *vals[8];
+		const char *vals[9];
 
 		f->status_queries++;
 		vals[0] = f->standby ? "t" : "f";
@@ -533,7 +533,8 @@ fake_query(struct fake *f, const char *sql)
 		vals[5] = f->standby ? f->replay : NULL;
 		vals[7] = f->standby ? "0.25" : NULL;
 		vals[6] = "7712362913286307918";
-		msg_row(&m, 8, vals);
+		vals[8] = f->standby ? NULL : "2";	/* the primary's logical slots */
+		msg_row(&m, 9, vals);
 		msg_ready(&m, 'I');
 	} else if (strstr(sql, "pg_logical_emit_message")) {
 		static const char *const lsn[] = { "0/5000100" };
@@ -784,6 +785,7 @@ test_health_primary_gets_write_probe_standby_never(void **state)
 	assert_true(b->last_primary_lsn == 0x5000060);
 	assert_true(b->receive_lsn == 0 && b->replay_lsn == 0);
 	assert_int_equal(b->replay_lag_ms, -1);	/* not a standby */
+	assert_int_equal(b->logical_slots, 2);	/* the primary's, as the query said */
 	assert_true(b->system_id == 7712362913286307918ull);
 	assert_true(b->write_latency_ms >= 1);
 	assert_int_equal(f.status_queries, 1);
@@ -807,6 +809,7 @@ test_health_primary_gets_write_probe_standby_never(void **state)
 	assert_true(b->lsn == 0);
 	assert_true(b->receive_lsn == 0x4000100 && b->replay_lsn == 0x40000A0);
 	assert_int_equal(b->replay_lag_ms, 250);	/* 0.25 s, as the query said */
+	assert_int_equal(b->logical_slots, -1);	/* a standby's are not asked for */
 	assert_true(b->last_primary_lsn == 0x5000060);	/* kept */
 	assert_int_equal(b->write_latency_ms, 0);
 	assert_int_equal(b->write_latency_us, 0);

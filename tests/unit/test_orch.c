@@ -800,6 +800,18 @@ test_switchover_waits_for_shutdown_lsn(void **state)
 				      sizeof(out), &chosen), 0);
 	assert_int_equal(chosen, 2);
 	assert_non_null(strstr(out, "ok: stop: peer 1 stops backend 1 cleanly"));
+	assert_non_null(strstr(out, "ok: slots: no logical replication slots on the primary"));
+	/* Logical slots on the primary are not carried over: a warning, not a refusal. */
+	{
+		struct fo_view v[2] = { view(1, FO_H_UP, FO_R_PRIMARY, 1, 1000),
+					view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+		v[0].logical_slots = 3;
+		see(&c, 3, v, 2);
+		assert_int_equal(fo_preflight(c.fo[3], c.now, FO_CMD_SWITCHOVER, 2, out,
+					      sizeof(out), &chosen), 0);
+		assert_non_null(strstr(out, "warning: slots: the primary has 3 logical replication slot(s)"));
+	}
 	/* The primary itself is no target. */
 	assert_int_equal(fo_preflight(c.fo[3], c.now, FO_CMD_SWITCHOVER, 1, out,
 				      sizeof(out), &chosen), -1);
