@@ -1267,6 +1267,16 @@ validate_failover(struct parse *p, const struct conf *c)
 		format_duration(c->fo.retry_max_ms, hi, sizeof(hi));
 		PERR(p, line, "retry_max (%s) is shorter than retry_interval (%s)", hi, lo);
 	}
+	/*
+	 * A promotion needs the old primary fenced first (S2, S6): with a
+	 * failover_command but no way to fence, every failover would block
+	 * forever. Say what to add instead of running a cluster that cannot
+	 * do what it was configured to do.
+	 */
+	if (c->fo.auto_failover && nonempty(c->fo.failover_command) &&
+	    !nonempty(c->fo.stop_command) && !nonempty(c->fo.fence_command))
+		PERR(p, key_line(p, SECT_FAILOVER, 0, "failover_command"),
+		     "failover_command is set but neither stop_command nor fence_command: a primary is promoted over only once it is fenced, so no failover could ever happen; add stop_command (the primary's own peer stops it) or fence_command (STONITH), or set auto_failover = no");
 	if (c->fo.self_fence && !nonempty(c->fo.stop_command))
 		PERR(p, key_line(p, SECT_FAILOVER, 0, "self_fence"),
 		     "self_fence = yes needs a stop_command: it is the command a coordinator runs to stop its own backend");

@@ -927,6 +927,7 @@ def test_long_failover_hook_command_lines_load(tmp_path, fo_bin):
         "failover_command": "/usr/local/libexec/pgvigil/pgvigil-promote --host %H --port %r "
                             "--id %m --term %T --state-dir /var/lib/pgvigil/hooks "
                             "--connect-timeout 5 --timeout 20",
+        "stop_command": "/usr/local/libexec/pgvigil/pgvigil-stop --data %D --id %d",
         "follow_primary_command": f"/usr/local/libexec/pgvigil/pgvigil-follow {standby}",
         "rejoin_command": f"/usr/local/libexec/pgvigil/pgvigil-rejoin {standby}",
     }

@@ -474,9 +474,10 @@ test_conf_failover_hooks_take_every_placeholder(void **s)
 		struct conf_errors errs = { 0 };
 		struct conf *c;
 
+		/* a fence_command beside it: a failover_command alone is refused */
 		snprintf(text, sizeof(text), CLUSTER "[failover]\n%s = /bin/h "
 			 "%%d %%h %%p %%D %%m %%H %%M %%r %%R %%P %%N %%S %%T %%i %%c %%%%\n"
-			 PEERS, keys[i]);
+			 "%s" PEERS, keys[i], i == 0 ? "fence_command = /bin/f %d\n" : "");
 		c = load(text, &errs);
 		for (size_t j = 0; j < errs.n; j++)
 			print_message("  got: %s\n", errs.msgs[j]);
@@ -484,6 +485,9 @@ test_conf_failover_hooks_take_every_placeholder(void **s)
 		conf_free(c);
 		conf_errors_clear(&errs);
 	}
+	/* A failover_command with no way to fence the old primary could never run. */
+	EXPECT(CLUSTER "[failover]\nfailover_command = /bin/p %m\n" PEERS,
+	       "t.conf:6: failover_command is set but neither stop_command nor fence_command: a primary is promoted over only once it is fenced, so no failover could ever happen; add stop_command (the primary's own peer stops it) or fence_command (STONITH), or set auto_failover = no");
 	/* The notify hook keeps its own, shorter list. */
 	EXPECT(CLUSTER "[hooks]\nnotify_command = /bin/echo %d\n" PEERS,
 	       "t.conf:6: invalid value for \"notify_command\": unknown placeholder %d in hook command");
@@ -593,7 +597,8 @@ test_conf_dump_reads_back(void **s)
 {
 	struct conf_errors errs = { 0 };
 	struct conf *c = load(CLUSTER PEERS "[failover]\nmax_lag = 1536kB\n"
-			      "failover_command = /bin/p %m\n[vip]\nfollow = primary\n"
+			      "failover_command = /bin/p %m\nstop_command = /bin/s %D\n"
+			      "[vip]\nfollow = primary\n"
 			      "[backend.1]\nhost = 192.0.2.21\npeer = 2\n", &errs);
 	char *buf = NULL;
 	size_t len = 0;
