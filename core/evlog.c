@@ -555,6 +555,10 @@ evlog_timeline(const struct evlog_event *ev, size_t n, int *group,
 			else
 				snprintf(fo[g].name, sizeof(fo[g].name), "#%zu", nfo);
 			fo[g].first = i;
+			snprintf(fo[g].kind, sizeof(fo[g].kind), "failover");
+			/* the history begins in the middle of it */
+			if (!starts)
+				open = g;
 		}
 		if (g < 0)
 			g = open;
@@ -566,7 +570,9 @@ evlog_timeline(const struct evlog_event *ev, size_t n, int *group,
 				fo[open].ended = true;
 			/* a resumed failover goes on under its own name */
 			fo[g].ended = false;
+			fo[g].handed_to = 0;
 			open = g;
+			evlog_field(e->text, "kind", fo[g].kind, sizeof(fo[g].kind));
 		}
 		group[i] = g;
 		fo[g].last = i;

@@ -116,6 +116,7 @@ const char *evlog_field(const char *text, const char *key, char *buf,
  */
 struct evlog_failover {
 	char name[32];		/* "T.N" from the events, else "#K" by order */
+	char kind[16];		/* kind= of its start: "failover", "switchover", "manual" */
 	size_t first, last;	/* indices of its first and last event */
 	size_t nevents;
 	uint64_t duration_ms;	/* first to last, monotonic when it can be */

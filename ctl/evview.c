@@ -77,7 +77,7 @@ print_header(const struct evlog_event *e, const struct evlog_failover *f,
 	char t[40];
 
 	fmt_time(e->wall_ms, t, sizeof(t), false);
-	fprintf(out, "%s  peer %-3" PRId64 " == failover %s: ", t, e->peer, f->name);
+	fprintf(out, "%s  peer %-3" PRId64 " == %s %s: ", t, e->peer, f->kind, f->name);
 	if (f->old_primary)
 		fprintf(out, "backend %" PRId64 " -> ", f->old_primary);
 	if (f->new_primary)
@@ -170,6 +170,8 @@ print_json(const struct evlog_event *ev, size_t n, const int *group,
 		json_str(&j, t);
 		json_key(&j, "peer");
 		json_int(&j, ev[fo[k].first].peer);
+		json_key(&j, "kind");
+		json_str(&j, fo[k].kind);
 		json_key(&j, "old_primary");
 		if (fo[k].old_primary)
 			json_int(&j, fo[k].old_primary);

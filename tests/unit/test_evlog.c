@@ -359,7 +359,7 @@ test_timeline_groups_by_failover_key_across_other_events(void **state)
 		E(400, "backend-up", "backend=2"),
 		E(500, "failover-resumed", "term=4 step=fencing old=1 candidate=0 failover=3.1"),
 		E(900, "failover-done", "term=4 old=1 new=2 failover=3.1 resumed=yes"),
-		E(1000, "failover-started", "term=4 old=2 failover=4.2"),
+		E(1000, "failover-started", "term=4 old=2 kind=switchover failover=4.2"),
 		E(1100, "failover-refused", "term=4 reason=\"no eligible standby\" failover=4.2"),
 	};
 	size_t n = sizeof(ev) / sizeof(ev[0]);
@@ -383,6 +383,29 @@ test_timeline_groups_by_failover_key_across_other_events(void **state)
 	assert_int_equal(group[7], 1);
 	assert_int_equal(group[8], 1);
 	assert_string_equal(fo[1].outcome, "refused");
+	assert_string_equal(fo[0].kind, "failover");
+	assert_string_equal(fo[1].kind, "switchover");
+}
+
+/* A history that begins in the middle of a failover still groups it. */
+static void
+test_timeline_history_that_begins_mid_failover(void **state)
+{
+	struct evlog_event ev[] = {
+		E(0, "promote-started", "term=3 backend=2 failover=3.1"),
+		E(50, "hook-finished", "hook=failover outcome=ok"),
+		E(90, "failover-done", "term=3 old=1 new=2 failover=3.1"),
+		E(100, "backend-up", "backend=1"),
+	};
+	int group[4];
+	struct evlog_failover fo[2];
+
+	(void)state;
+	assert_int_equal(evlog_timeline(ev, 4, group, fo, 2), 1);
+	assert_int_equal(group[1], 0);
+	assert_int_equal(group[2], 0);
+	assert_int_equal(group[3], -1);
+	assert_string_equal(fo[0].outcome, "done");
 }
 
 static void
@@ -503,7 +526,7 @@ test_evview_text_shows_offsets_steps_and_header(void **state)
 	assert_non_null(strstr(buf, "\"event\":\"backend-fence-done\",\"fields\":{\"term\":\"3\","
 			       "\"backend\":\"1\"},\"failover\":\"#1\",\"offset_ms\":300}"));
 	assert_non_null(strstr(buf, "\"failovers\":[{\"name\":\"#1\",\"start\":\"2026-11-26T09:30:02.123Z\","
-			       "\"peer\":1,\"old_primary\":1,\"new_primary\":2,\"outcome\":\"done\","
+			       "\"peer\":1,\"kind\":\"failover\",\"old_primary\":1,\"new_primary\":2,\"outcome\":\"done\","
 			       "\"handed_to\":null,\"duration_ms\":1500,\"events\":4}]}\n"));
 	free(buf);
 }
@@ -525,6 +548,7 @@ main(void)
 		cmocka_unit_test(test_timeline_groups_a_failover_by_order),
 		cmocka_unit_test(test_timeline_groups_by_failover_key_across_other_events),
 		cmocka_unit_test(test_timeline_outcomes_unfinished_blocked_running),
+		cmocka_unit_test(test_timeline_history_that_begins_mid_failover),
 		cmocka_unit_test(test_timeline_handed_over_then_merged_histories_are_one_failover),
 		cmocka_unit_test(test_evview_text_shows_offsets_steps_and_header),
 	};
