@@ -229,7 +229,7 @@ def test_hook_still_running_at_stop_is_killed(lab, pgvigil_bin):
 
 def test_doc_check_fails_when_a_setting_is_undocumented(pgvigil_bin, tmp_path):
     src = tmp_path / "src"
-    for sub in ("etc", "doc", "core", "hooks"):
+    for sub in ("etc", "doc", "core", "hooks", "ctl"):
         shutil.copytree(REPO / sub, src / sub)
     check = str(REPO / "tests" / "check-docs")
     ok = subprocess.run([check, pgvigil_bin, str(src)], capture_output=True, text=True,
