@@ -315,15 +315,14 @@ status_extra(void *arg, struct json *j, FILE *table, bool header)
 		failover_status_json(d->fo, j);
 	}
 	if (table && header) {
-		fprintf(table, "  system identifier ");
 		if (sysid)
-			fprintf(table, "%" PRIu64 "%s\n", sysid,
+			fprintf(table, "  system identifier %" PRIu64 "%s\n", sysid,
 				mixed ? " (! the backends report different ones)" : "");
-		else
-			fprintf(table, "not known yet\n");
+		else if (health_count(d->health) > 0)
+			fprintf(table, "  system identifier not known yet\n");
 		vip_status_line(d->vip, table, holder);
 		failover_status_table(d->fo, table);
-	} else if (table) {
+	} else if (table && health_count(d->health) > 0) {
 		fprintf(table, "\nBackends:\n");
 		health_status_table(d->health, table, clock_now_ms(), backend_role, d);
 	}
