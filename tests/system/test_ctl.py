@@ -297,3 +297,34 @@ def test_status_table_and_json_then_failover_timeline_in_events(lab, pgvigil_bin
         return rows if rows[2].startswith("*  2 ") and rows[1][:3] == " ? " else None
     rows = wait_for("backend 2 marked primary, 1 unreachable", 20, after)
     assert rows[1][3:].split()[2] == "needs-rejoin", rows[1]
+
+
+def test_switchover_is_one_switchover_timeline_across_peers(lab, pgvigil_bin):
+    cl = FoCluster(lab, pgvigil_bin)
+    cl.wait_steady()
+    since = cl.mark()
+    r = cl.ctl(3, "switchover", "--to", "2", timeout=150)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    done = cl.wait_event("failover-done", FAILOVER, since)
+    assert done["kind"] == "switchover", done
+    socks = [a for i in cl.ids for a in ("-s", cl.sock(i))]
+    r = subprocess.run([cl.ctl_bin, *socks, "events", "--json"], capture_output=True,
+                       text=True, timeout=15, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    fos = [f for f in doc["failovers"] if f["name"] == done["failover"]]
+    assert len(fos) == 1, doc["failovers"]
+    assert (fos[0]["kind"], fos[0]["outcome"]) == ("switchover", "done"), fos[0]
+    assert (fos[0]["old_primary"], fos[0]["new_primary"]) == (1, 2), fos[0]
+    tokens = [e["event"] for e in doc["events"] if e["failover"] == done["failover"]]
+    for t in ("failover-started", "backend-stop-started", "backend-stopped",
+              "backend-fence-done", "candidate-chosen", "promote-verified", "failover-done"):
+        assert t in tokens, (t, tokens)
+    # Who asked is in the history of the peer it was asked on.
+    req = [e for e in events_json(cl, 3)["events"] if e["event"] == "operator-request"]
+    assert req and req[-1]["fields"]["request"] == "switchover", req
+    assert re.fullmatch(r"uid=0\(root\) pid=\d+", req[-1]["fields"]["by"]), req
+    r = subprocess.run([cl.ctl_bin, *socks, "events"], capture_output=True, text=True,
+                       timeout=15, stdin=subprocess.DEVNULL)
+    assert re.search(rf"== switchover {re.escape(done['failover'])}: backend 1 -> 2, done after "
+                     r"\d+ ms", r.stdout), r.stdout
