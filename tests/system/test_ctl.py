@@ -12,7 +12,6 @@ import json
 import os
 import re
 import select
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -204,7 +203,7 @@ def table_rows(text, section):
 
 def test_status_table_and_json_then_failover_timeline_in_events(lab, pgvigil_bin):
     cl = FoCluster(lab, pgvigil_bin)
-    sts = cl.wait_steady()
+    cl.wait_steady()
     st = cl.ctl_status(1)
     # JSON: the versioned schema and the fields the table shows.
     assert st["schema_version"] == 1 and st["version"] == 1
