@@ -674,8 +674,19 @@ start_failover_kind(struct fo *fo, uint64_t now, uint8_t old, size_t agree,
 	fo->rec.target = target;
 	fo->rec.force = force;
 	fo->rec.shutdown_lsn = 0;
-	if (fo->primary_lsn_of == old && fo->primary_lsn_seen > fo->rec.last_primary_lsn)
+	/*
+	 * This primary's own last LSN. The one recorded may be an earlier
+	 * primary's, higher when this one was promoted behind it (within
+	 * max_lag) and failed before it wrote that much: comparing the
+	 * standbys with it would refuse every one of them, forever.
+	 * Unsampled (every peer restarted since), the point where this
+	 * primary began is the best lower bound known. A switchover raises
+	 * it to the shutdown checkpoint once the clean stop reports it.
+	 */
+	if (fo->primary_lsn_of == old && fo->primary_lsn_seen)
 		fo->rec.last_primary_lsn = fo->primary_lsn_seen;
+	else
+		fo->rec.last_primary_lsn = fo->rec.switch_lsn;
 	/*
 	 * It is never made primary again without a rejoin (S8). A switchover
 	 * flags it once it has stopped: until then it is the primary, and a

@@ -834,6 +834,8 @@ test_switchover_waits_for_shutdown_lsn(void **state)
 	exchange(&c, 2);
 	assert_true(has_event(&c, 2, "backend-fence-done"));
 	assert_int_equal(fo_record(c.fo[2])->shutdown_lsn, 5000);
+	/* The lag of a degraded choice is measured from the shutdown checkpoint. */
+	assert_int_equal(fo_record(c.fo[2])->last_primary_lsn, 5000);
 	assert_true(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
 	/* The target has not received the shutdown checkpoint yet: no promotion. */
 	{
@@ -915,6 +917,80 @@ test_switchover_failed_stop_cancels(void **state)
 	cl_free(&c);
 }
 
+/* Views of backends 1..3 as every peer checks them, in one line. */
+static void
+see3(struct cl *c, struct fo_view a, struct fo_view b, struct fo_view d, int rounds)
+{
+	struct fo_view v[3] = { a, b, d };
+
+	see_all(c, v, 3);
+	exchange(c, rounds);
+}
+
+/*
+ * The lag is measured from the failed primary's own last LSN: a primary
+ * promoted behind the one before it (within max_lag) that fails before it
+ * wrote that far has standbys close to it, and one of them is promoted.
+ * Compared with the earlier primary's LSN they were all refused, forever.
+ */
+static void
+test_max_lag_from_this_primarys_own_lsn(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	const uint64_t mb = 1 << 20;
+
+	(void)state;
+	steady(&c, 3);
+	see3(&c, view(1, FO_H_UP, FO_R_PRIMARY, 1, 10 * mb),
+	     view(2, FO_H_UP, FO_R_STANDBY, 1, 10 * mb - 900 * 1024),
+	     view(3, FO_H_UP, FO_R_STANDBY, 1, 8 * mb), 2);
+	/* Backend 1 fails; backend 2, 0.9 MB behind it, is promoted. */
+	see3(&c, view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 10 * mb),
+	     view(2, FO_H_UP, FO_R_STANDBY, 1, 10 * mb - 900 * 1024),
+	     view(3, FO_H_UP, FO_R_STANDBY, 1, 8 * mb), 3);
+	assert_int_equal(fo_record(c.fo[2])->last_primary_lsn, 10 * mb);
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	see3(&c, view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 10 * mb),
+	     view(2, FO_H_UP, FO_R_STANDBY, 1, 10 * mb - 900 * 1024),
+	     view(3, FO_H_UP, FO_R_STANDBY, 1, 8 * mb), 2);
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 2);
+	finish(&c, r, true);
+	see3(&c, view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 10 * mb),
+	     view(2, FO_H_UP, FO_R_PRIMARY, 2, 10 * mb - 800 * 1024),
+	     view(3, FO_H_UP, FO_R_STANDBY, 1, 8 * mb), 2);
+	finish(&c, find_hook(&c, FO_HOOK_FOLLOW, true), true);
+	assert_true(has_event(&c, 2, "failover-done"));
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
+	/* Backend 3 follows it; backend 2 writes up to 9.5 MB, 3 gets 8.6 MB of it. */
+	see3(&c, view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 10 * mb),
+	     view(2, FO_H_UP, FO_R_PRIMARY, 2, 9 * mb + 512 * 1024),
+	     view(3, FO_H_UP, FO_R_STANDBY, 2, 8 * mb + 600 * 1024), 2);
+	c.now += 5000;
+	/* Backend 2 fails: backend 3 is 0.9 MB behind it, 1.4 MB behind backend 1. */
+	see3(&c, view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 10 * mb),
+	     view(2, FO_H_FAILED, FO_R_PRIMARY, 2, 9 * mb + 512 * 1024),
+	     view(3, FO_H_UP, FO_R_STANDBY, 2, 8 * mb + 600 * 1024), 3);
+	assert_int_equal(fo_record(c.fo[2])->old_primary, 2);
+	assert_int_equal(fo_record(c.fo[2])->last_primary_lsn, 9 * mb + 512 * 1024);
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 2);
+	finish(&c, r, true);
+	exchange(&c, 2);
+	see3(&c, view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 10 * mb),
+	     view(2, FO_H_FAILED, FO_R_PRIMARY, 2, 9 * mb + 512 * 1024),
+	     view(3, FO_H_UP, FO_R_STANDBY, 2, 8 * mb + 600 * 1024), 2);
+	assert_false(has_event(&c, 2, "failover-refused"));
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 3);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -935,6 +1011,7 @@ main(void)
 		cmocka_unit_test(test_same_backend_failed_twice_in_one_term_is_fenced_twice),
 		cmocka_unit_test(test_switchover_waits_for_shutdown_lsn),
 		cmocka_unit_test(test_switchover_failed_stop_cancels),
+		cmocka_unit_test(test_max_lag_from_this_primarys_own_lsn),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
