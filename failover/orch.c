@@ -1985,6 +1985,13 @@ fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 		return -1;
 	nv = fo->pv[pi];
 	nv.op_seq = 0;
+	/*
+	 * No view in this heartbeat (a daemon that just started and has not
+	 * finished a check): it has none. Keeping the previous one would
+	 * pass off what its previous run saw (a failed check of the
+	 * primary) as fresh.
+	 */
+	nv.n = 0;
 	while (c.off < c.len) {
 		uint16_t type = r16(&c), tl = r16(&c);
 		struct rcur t;

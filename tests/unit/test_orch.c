@@ -991,6 +991,38 @@ test_max_lag_from_this_primarys_own_lsn(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A peer that restarts sends heartbeats without a view until its first
+ * checks end: what it saw before (a failed check of the primary) is gone,
+ * not refreshed, and counts for nothing.
+ */
+static void
+test_view_less_heartbeat_clears_the_view(void **state)
+{
+	struct cl c;
+	struct fo_record rec;
+	struct fo_view bad[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				  view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	(void)state;
+	steady(&c, 2);
+	see(&c, 3, bad, 2);
+	exchange(&c, 2);
+	assert_false(has_event(&c, 2, "failover-started"));
+	/* Peer 3 restarts from its state file and has checked nothing yet. */
+	rec = *fo_record(c.fo[3]);
+	fo_free(c.fo[3]);
+	c.fo[3] = fo_new(&c.cfg[3], &rec, c.now);
+	assert_non_null(c.fo[3]);
+	exchange(&c, 2);
+	/* One failed check of the coordinator's own is no quorum of three. */
+	see(&c, 2, bad, 2);
+	exchange(&c, 5);
+	assert_false(has_event(&c, 2, "failover-started"));
+	assert_int_equal(c.nran, 0);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1012,6 +1044,7 @@ main(void)
 		cmocka_unit_test(test_switchover_waits_for_shutdown_lsn),
 		cmocka_unit_test(test_switchover_failed_stop_cancels),
 		cmocka_unit_test(test_max_lag_from_this_primarys_own_lsn),
+		cmocka_unit_test(test_view_less_heartbeat_clears_the_view),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
