@@ -1666,6 +1666,12 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 	fo->neffs = 0;
 	fo->last_call = now;
 	if (coordinator && fo->coordinator && term == fo->term) {
+		/*
+		 * Two-node mode: the other peer's silence may be what completes
+		 * the read (its view ages out, one record is then enough), and
+		 * no heartbeat comes to say so.
+		 */
+		maybe_sync(fo, now);
 		progress(fo, now);
 		return;
 	}

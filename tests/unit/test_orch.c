@@ -1023,6 +1023,52 @@ test_view_less_heartbeat_clears_the_view(void **state)
 	cl_free(&c);
 }
 
+/*
+ * Two-node mode: a peer that wins while the other one's view is still
+ * fresh needs both records; once that view is old, its own is enough.
+ * Nothing but time passes (no heartbeat comes), and the election still
+ * says "coordinator, same term": that must complete the read.
+ */
+static void
+test_two_node_sync_completes_as_the_other_falls_silent(void **state)
+{
+	struct cl c;
+	struct fo_view ok[2] = { view(1, FO_H_UP, FO_R_PRIMARY, 1, 1000),
+				 view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+	struct fo_view bad[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				  view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	(void)state;
+	cl_init(&c, 2);
+	c.down[3] = true;
+	for (uint8_t p = 1; p <= 2; p++) {
+		c.cfg[p].npeers = 2;
+		c.cfg[p].two_node = true;
+		fo_reload(c.fo[p], &c.cfg[p]);
+	}
+	see_all(&c, ok, 2);
+	coordinator(&c, 1, 5);
+	exchange(&c, 3);
+	assert_int_equal(fo_record(c.fo[2])->primary, 1);
+	/* Peer 2 fenced peer 1's host and won, just after its last heartbeat. */
+	c.down[1] = true;
+	c.now += 50;
+	fo_set_coordinator(c.fo[2], c.now, true, 6);
+	effects(&c, 2);
+	assert_string_equal(fo_waiting(c.fo[2]), "waiting for the cluster records of a majority");
+	see(&c, 2, bad, 2);
+	assert_false(has_event(&c, 2, "failover-started"));
+	for (int i = 0; i < 10; i++) {
+		c.now += 200;
+		fo_set_coordinator(c.fo[2], c.now, true, 6);
+		effects(&c, 2);
+		see(&c, 2, bad, 2);
+	}
+	assert_int_equal(fo_record(c.fo[2])->term, 6);
+	assert_true(has_event(&c, 2, "failover-started"));
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1045,6 +1091,7 @@ main(void)
 		cmocka_unit_test(test_switchover_failed_stop_cancels),
 		cmocka_unit_test(test_max_lag_from_this_primarys_own_lsn),
 		cmocka_unit_test(test_view_less_heartbeat_clears_the_view),
+		cmocka_unit_test(test_two_node_sync_completes_as_the_other_falls_silent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
