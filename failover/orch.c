@@ -140,6 +140,12 @@ struct fo {
 	char waiting[200];
 
 	uint64_t last_call;	/* now of the last input: deadlines up to it are handled */
+	/*
+	 * After a stall (no input for longer than a view may age: SIGSTOP, a
+	 * VM pause), our own view is as old as the stall: it is neither sent
+	 * nor counted until every backend was checked again. 0 = fresh.
+	 */
+	uint64_t view_stale_since;
 
 	struct fo_effect effs[MAX_EFFECTS];
 	size_t neffs;
@@ -397,6 +403,15 @@ write_record(struct fo *fo, bool commit)
 		fo->commit_pending = true;
 }
 
+/* Every input: a gap longer than view_max_age makes our own view stale. */
+static void
+note_call(struct fo *fo, uint64_t now)
+{
+	if (fo->last_call && now > fo->last_call + fo->cfg.view_max_age_ms)
+		fo->view_stale_since = now;
+	fo->last_call = now;
+}
+
 static bool
 fresh(const struct fo *fo, int pi, uint64_t now)
 {
@@ -405,7 +420,7 @@ fresh(const struct fo *fo, int pi, uint64_t now)
 	if (!p->have)
 		return false;
 	if (pi == self_index(fo))
-		return true;
+		return !fo->view_stale_since;
 	return now - p->at <= fo->cfg.view_max_age_ms;
 }
 
@@ -1664,7 +1679,7 @@ void
 fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 {
 	fo->neffs = 0;
-	fo->last_call = now;
+	note_call(fo, now);
 	if (coordinator && fo->coordinator && term == fo->term) {
 		/*
 		 * Two-node mode: the other peer's silence may be what completes
@@ -1725,7 +1740,7 @@ fo_local_view(struct fo *fo, uint64_t now, const struct fo_view *v, size_t n)
 	bool changed = false;
 
 	fo->neffs = 0;
-	fo->last_call = now;
+	note_call(fo, now);
 	if (si < 0)
 		return;
 	p = &fo->pv[si];
@@ -1744,6 +1759,15 @@ fo_local_view(struct fo *fo, uint64_t now, const struct fo_view *v, size_t n)
 	p->n = n;
 	p->have = true;
 	p->at = now;
+	if (fo->view_stale_since) {
+		bool all = true;
+
+		for (size_t i = 0; i < n; i++)
+			if (v[i].checked_at < fo->view_stale_since)
+				all = false;
+		if (all)
+			fo->view_stale_since = 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].backend == fo->rec.primary && v[i].role == FO_R_PRIMARY &&
 		    (fo->primary_lsn_of != v[i].backend || v[i].lsn > fo->primary_lsn_seen)) {
@@ -1938,7 +1962,7 @@ fo_ext(const struct fo *fo, uint8_t *buf, size_t cap)
 	int si = self_index(fo);
 	size_t at;
 
-	if (si >= 0 && fo->pv[si].have) {
+	if (si >= 0 && fo->pv[si].have && !fo->view_stale_since) {
 		const struct pview *p = &fo->pv[si];
 
 		at = tlv_begin(&c, EXT_VIEW);
@@ -1986,7 +2010,7 @@ fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 	bool have_rec = false;
 
 	fo->neffs = 0;
-	fo->last_call = now;
+	note_call(fo, now);
 	if (pi < 0 || pi == self_index(fo))
 		return -1;
 	nv = fo->pv[pi];
@@ -2098,7 +2122,7 @@ fo_hook_done_lsn(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 	int bi = backend_index(fo, backend);
 
 	fo->neffs = 0;
-	fo->last_call = now;
+	note_call(fo, now);
 	if (kind == FO_HOOK_STOP) {
 		/* Our own backend, for the record version that asked. */
 		fo->stop_running = false;
@@ -2230,7 +2254,7 @@ void
 fo_tick(struct fo *fo, uint64_t now)
 {
 	fo->neffs = 0;
-	fo->last_call = now;
+	note_call(fo, now);
 	maybe_stop_local(fo);
 	maybe_sync(fo, now);
 	progress(fo, now);
@@ -2263,7 +2287,7 @@ fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
 	   char *err, size_t errlen)
 {
 	fo->neffs = 0;
-	fo->last_call = now;
+	note_call(fo, now);
 	switch (cmd) {
 	case FO_CMD_PAUSE:
 	case FO_CMD_RESUME:

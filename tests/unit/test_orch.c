@@ -1069,6 +1069,53 @@ test_two_node_sync_completes_as_the_other_falls_silent(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A peer that stalls (SIGSTOP, a VM pause) for longer than a view may age
+ * resumes with the view it had before: that one is neither sent nor
+ * counted, even by itself, until it has checked every backend again.
+ */
+static void
+test_own_view_after_a_stall_waits_for_new_checks(void **state)
+{
+	struct cl c;
+	struct fo_view ok[2] = { view(1, FO_H_UP, FO_R_PRIMARY, 1, 1000),
+				 view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+	struct fo_view bad[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				  view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	(void)state;
+	steady(&c, 2);
+	/* Peer 3 saw the primary fail, then stalled for a second. */
+	see(&c, 3, bad, 2);
+	exchange(&c, 1);
+	c.down[3] = true;
+	exchange(&c, 200);
+	/* Meanwhile the primary was fine; peer 3 resumes and speaks. */
+	c.down[3] = false;
+	exchange(&c, 2);
+	/* A blip on the coordinator alone is no quorum of three. */
+	see(&c, 2, bad, 2);
+	exchange(&c, 5);
+	assert_false(has_event(&c, 2, "failover-started"));
+	assert_int_equal(c.nran, 0);
+	/* With failure_quorum 1 it does not even count for itself. */
+	see(&c, 2, ok, 2);
+	c.cfg[3].failure_quorum = 1;
+	fo_reload(c.fo[3], &c.cfg[3]);
+	see(&c, 3, bad, 2);
+	c.down[3] = true;
+	exchange(&c, 200);
+	c.down[3] = false;
+	coordinator(&c, 3, 9);
+	exchange(&c, 3);
+	assert_false(has_event(&c, 3, "failover-started"));
+	/* Checked again: its view counts and is sent again. */
+	see(&c, 3, bad, 2);
+	exchange(&c, 2);
+	assert_true(has_event(&c, 3, "failover-started"));
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1092,6 +1139,7 @@ main(void)
 		cmocka_unit_test(test_max_lag_from_this_primarys_own_lsn),
 		cmocka_unit_test(test_view_less_heartbeat_clears_the_view),
 		cmocka_unit_test(test_two_node_sync_completes_as_the_other_falls_silent),
+		cmocka_unit_test(test_own_view_after_a_stall_waits_for_new_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
