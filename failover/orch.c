@@ -1062,7 +1062,16 @@ do_select(struct fo *fo, uint64_t now)
 		if (c->id == fo->rec.old_primary)
 			continue;
 		if (!v || v->checked_at < fo->fenced_at) {
-			if (now < settle_end)
+			/*
+			 * Not checked since the fence. One that was up as a
+			 * standby at our last check may be the best: wait for
+			 * its check (it ends within the health timeout, up or
+			 * failed) even when this peer was held up past settle;
+			 * only one not seen up is skipped after settle.
+			 */
+			if (now < settle_end ||
+			    (v && v->health == FO_H_UP && v->role == FO_R_STANDBY &&
+			     now < fo->fenced_at + 10 * (uint64_t)fo->cfg.settle_ms))
 				waiting = true;
 			continue;
 		}

@@ -1116,6 +1116,45 @@ test_own_view_after_a_stall_waits_for_new_checks(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A coordinator whose own checks are held up after the fence (past
+ * settle) waits for the fresh check of a standby that was up at its last
+ * check, the best one here, instead of choosing among those it has.
+ */
+static void
+test_select_waits_for_a_standby_that_was_up(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	struct fo_view v[3];
+
+	(void)state;
+	steady(&c, 3);
+	primary_fails(&c, 3, 900, 1000);
+	finish(&c, find_hook(&c, FO_HOOK_STOP, true), true);
+	exchange(&c, 2);
+	assert_true(has_event(&c, 2, "backend-fence-done"));
+	/* Only backend 2 was checked since; backend 3's check is held up. */
+	v[0] = view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000);
+	v[1] = view(2, FO_H_UP, FO_R_STANDBY, 1, 900);
+	v[2] = view(3, FO_H_UP, FO_R_STANDBY, 1, 1000);
+	v[0].checked_at = v[1].checked_at = c.now;
+	v[2].checked_at = c.now - 100;
+	fo_local_view(c.fo[2], c.now, v, 3);
+	effects(&c, 2);
+	exchange(&c, 600);	/* 3 s: past settle (2 s) */
+	assert_null(find_hook(&c, FO_HOOK_PROMOTE, false));
+	assert_string_equal(fo_waiting(c.fo[2]), "waiting for fresh checks of the standbys");
+	v[2].checked_at = c.now;
+	fo_local_view(c.fo[2], c.now, v, 3);
+	effects(&c, 2);
+	exchange(&c, 2);
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	assert_int_equal(r->new_primary, 3);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1140,6 +1179,7 @@ main(void)
 		cmocka_unit_test(test_view_less_heartbeat_clears_the_view),
 		cmocka_unit_test(test_two_node_sync_completes_as_the_other_falls_silent),
 		cmocka_unit_test(test_own_view_after_a_stall_waits_for_new_checks),
+		cmocka_unit_test(test_select_waits_for_a_standby_that_was_up),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
