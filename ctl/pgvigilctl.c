@@ -356,6 +356,20 @@ socket_from_config(const char *file, bool implicit)
 	return path;
 }
 
+/* A backend id from the command line; -1 after the usage error. */
+static int
+parse_backend_id(const char *s, long *id)
+{
+	char *end;
+
+	*id = strtol(s, &end, 10);
+	if (*end || end == s || *id < 1 || *id > 255) {
+		usage_error("backend id \"%s\" is not a number from 1 to 255", s);
+		return -1;
+	}
+	return 0;
+}
+
 /* One request, one reply; returns the exit status report() gives. */
 static int
 exchange(const char *sock, const char *req, char **replyp)
@@ -884,13 +898,8 @@ main(int argc, char **argv)
 	if ((watching || count_arg || since_arg || following) &&
 	    strcmp(argv[optind], "status") != 0 && strcmp(argv[optind], "events") != 0)
 		return usage_error("-w, -n, --since and -f go with status or events only");
-	if (to) {
-		char *end;
-
-		to_id = strtol(to, &end, 10);
-		if (*end || end == to || to_id < 1 || to_id > 255)
-			return usage_error("backend id \"%s\" is not a number from 1 to 255", to);
-	}
+	if (to && parse_backend_id(to, &to_id) < 0)
+		return EXIT_USAGE;
 	if (strcmp(argv[optind], "switchover") == 0 || strcmp(argv[optind], "failover") == 0) {
 		bool sw = argv[optind][0] == 's';
 
@@ -913,17 +922,15 @@ main(int argc, char **argv)
 	} else if (opsopt && strcmp(argv[optind], "fence") != 0) {
 		return usage_error("--to, --dry-run, --no-wait, --timeout, --force and --yes go with switchover, failover or fence");
 	} else if (strcmp(argv[optind], "fence") == 0) {
-		char *end, answer[16];
+		char answer[16];
 		long id;
 
 		if (optind + 1 >= argc)
 			return usage_error("fence needs the backend id");
 		if (optind + 2 < argc)
 			return usage_error("unexpected argument \"%s\"", argv[optind + 2]);
-		id = strtol(argv[optind + 1], &end, 10);
-		if (*end || end == argv[optind + 1] || id < 1 || id > 255)
-			return usage_error("backend id \"%s\" is not a number from 1 to 255",
-					   argv[optind + 1]);
+		if (parse_backend_id(argv[optind + 1], &id) < 0)
+			return EXIT_USAGE;
 		if (json || to || dry || nowait || force)
 			return usage_error("fence takes only --yes");
 		if (!yes) {
@@ -989,17 +996,14 @@ main(int argc, char **argv)
 		snprintf(reqbuf, sizeof(reqbuf), "%s\n", argv[optind]);
 		req = reqbuf;
 	} else if (strcmp(argv[optind], "rejoin") == 0) {
-		char *end;
 		long id;
 
 		if (optind + 1 >= argc)
 			return usage_error("rejoin needs the backend id");
 		if (optind + 2 < argc)
 			return usage_error("unexpected argument \"%s\"", argv[optind + 2]);
-		id = strtol(argv[optind + 1], &end, 10);
-		if (*end || end == argv[optind + 1] || id < 1 || id > 255)
-			return usage_error("backend id \"%s\" is not a number from 1 to 255",
-					   argv[optind + 1]);
+		if (parse_backend_id(argv[optind + 1], &id) < 0)
+			return EXIT_USAGE;
 		if (json)
 			return usage_error("--json goes with status and events only");
 		snprintf(reqbuf, sizeof(reqbuf), "rejoin %ld\n", id);
