@@ -1591,7 +1591,14 @@ maybe_sync(struct fo *fo, uint64_t now)
 	/* A choice made here wants checks newer than this moment (resumed at selecting). */
 	fo->fenced_at = now;
 	check_now(fo);
-	/* Our own version of the newest record, in our term. */
+	/*
+	 * Our own version of the newest record, in our term. It asks the old
+	 * primary's peer for nothing: fence_go belongs to one coordinator's
+	 * attempt, and do_fence sets it again when this one fences. Carried
+	 * over, it had that peer stop the primary again for a switchover
+	 * this coordinator then cancelled (the simulator found it).
+	 */
+	fo->rec.fence_go = false;
 	write_record(fo, fo->rec.step != FO_STEP_NONE);
 	fo->primary_ver_term = fo->rec.term;
 	fo->primary_ver_seq = fo->rec.seq;

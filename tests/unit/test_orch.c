@@ -1155,6 +1155,57 @@ test_select_waits_for_a_standby_that_was_up(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A coordinator that resumes a switchover at fencing writes its own version
+ * of the record first: that version must not ask the old primary's peer to
+ * stop it again. Here the new coordinator then cancels (the peer is not
+ * reachable from it), and a stop run for that first version would have
+ * stopped the primary after the cancel.
+ */
+static void
+test_resumed_switchover_asks_no_stop(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char err[128];
+	uint8_t buf[1024];
+	size_t len;
+
+	(void)state;
+	steady(&c, 2);
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_SWITCHOVER, 0, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	assert_true(fo_record(c.fo[1])->fence_go);
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	assert_int_equal(r->peer, 1);
+	/* The clean stop fails, and nobody hears of it: peer 1 is cut off. */
+	finish(&c, r, false);
+	c.down[1] = true;
+	c.now += 1000;
+	coordinator(&c, 3, 7);
+	/* Peer 3 syncs with peer 2's record (fencing, fence_go) ... */
+	len = fo_ext(c.fo[2], buf, sizeof(buf));
+	assert_int_equal(fo_peer_ext(c.fo[3], c.now, 2, buf, len), 0);
+	effects(&c, 3);
+	assert_true(has_event(&c, 3, "failover-resumed"));
+	assert_int_equal(fo_record(c.fo[3])->step, FO_STEP_FENCING);
+	assert_false(fo_record(c.fo[3])->fence_go);
+	/* ... and peer 1 hears that version: it asks for no stop. */
+	len = fo_ext(c.fo[3], buf, sizeof(buf));
+	assert_int_equal(fo_peer_ext(c.fo[1], c.now, 3, buf, len), 0);
+	effects(&c, 1);
+	assert_int_equal(fo_record(c.fo[1])->term, 7);
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 1);
+	/* Peer 3 cannot reach peer 1: it cancels; nothing was stopped. */
+	exchange(&c, 3);
+	assert_true(has_event(&c, 3, "switchover-cancelled"));
+	assert_int_equal(fo_record(c.fo[3])->primary, 1);
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 1);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1180,6 +1231,7 @@ main(void)
 		cmocka_unit_test(test_two_node_sync_completes_as_the_other_falls_silent),
 		cmocka_unit_test(test_own_view_after_a_stall_waits_for_new_checks),
 		cmocka_unit_test(test_select_waits_for_a_standby_that_was_up),
+		cmocka_unit_test(test_resumed_switchover_asks_no_stop),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
