@@ -1389,13 +1389,20 @@ apply_ops(struct fo *fo, uint64_t now)
 		case FO_CMD_REJOIN: {
 			uint8_t b = p->op_arg;
 
-			if (fo->rejoin_running || fo->rec.step != FO_STEP_NONE ||
+			/*
+			 * Not while our operator fence of it runs: the fence
+			 * would stop what the rejoin starts (the simulator
+			 * found such a standby rejoined, then promoted).
+			 */
+			if (fo->rejoin_running || fo->fence_running == b ||
+			    fo->rec.step != FO_STEP_NONE ||
 			    !fo->rec.primary || b == fo->rec.primary ||
 			    !(fo_record_flags(&fo->rec, b) & FO_B_NEEDS_REJOIN)) {
 				event(fo, "rejoin-failed",
 				      "term=%" PRIu64 " backend=%u by_peer=%u reason=\"%s\"",
 				      fo->term, b, id,
 				      fo->rejoin_running ? "a rejoin is running" :
+				      fo->fence_running == b ? "an operator fence of it is running" :
 				      fo->rec.step != FO_STEP_NONE ? "a failover is in progress" :
 				      !fo->rec.primary ? "no primary is known" :
 				      b == fo->rec.primary ? "it is the primary" :
@@ -1442,7 +1449,9 @@ apply_ops(struct fo *fo, uint64_t now)
 		}
 		case FO_CMD_FENCE: {
 			uint8_t b = p->op_arg;
+			/* Nor while a rejoin of it runs: its end clears the flag set here. */
 			const char *why = fo->fence_running ? "an operator fence is running" :
+				fo->rejoin_running == b ? "a rejoin of it is running" :
 				!fo->cfg.has_fence_command ? "no fence_command is set" :
 				backend_index(fo, b) < 0 ? "it is not configured" :
 				b == fo->rec.primary && fo->rec.step == FO_STEP_NONE ?

@@ -1206,6 +1206,54 @@ test_resumed_switchover_asks_no_stop(void **state)
 	cl_free(&c);
 }
 
+/*
+ * An operator fence and a rejoin of one backend never run at once: the
+ * fence would stop what the rejoin starts, and the rejoin's end would
+ * clear the needs-rejoin flag the fence set.
+ */
+static void
+test_operator_fence_and_rejoin_exclude_each_other(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char err[128];
+
+	(void)state;
+	steady(&c, 3);
+	c.cfg[2].has_rejoin_command = true;
+	fo_reload(c.fo[2], &c.cfg[2]);
+	/* Fence standby 3; a rejoin of it asked while the fence runs is refused. */
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_FENCE, 3, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 3);
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_REJOIN, 3, err, sizeof(err)), 0);
+	effects(&c, 1);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "rejoin-failed"));
+	assert_int_equal(count_hooks(&c, FO_HOOK_REJOIN), 0);
+	finish(&c, r, true);
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 3) & FO_B_NEEDS_REJOIN);
+	/* Once the fence has ended, the rejoin runs ... */
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_REJOIN, 3, err, sizeof(err)), 0);
+	effects(&c, 1);
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_REJOIN, true);
+	assert_non_null(r);
+	/* ... and a fence of it asked while it runs is refused. */
+	c.nev = 0;
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_FENCE, 3, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "backend-fence-failed"));
+	assert_int_equal(count_hooks(&c, FO_HOOK_FENCE), 1);
+	finish(&c, r, true);
+	assert_false(fo_record_flags(fo_record(c.fo[2]), 3) & FO_B_NEEDS_REJOIN);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1232,6 +1280,7 @@ main(void)
 		cmocka_unit_test(test_own_view_after_a_stall_waits_for_new_checks),
 		cmocka_unit_test(test_select_waits_for_a_standby_that_was_up),
 		cmocka_unit_test(test_resumed_switchover_asks_no_stop),
+		cmocka_unit_test(test_operator_fence_and_rejoin_exclude_each_other),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
