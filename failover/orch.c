@@ -1670,6 +1670,16 @@ fo_new(const struct fo_config *cfg, const struct fo_record *rec, uint64_t now)
 	}
 	/* Operator commands already applied must not be replayed under a new seq. */
 	fo->op_seq = op_applied(&fo->rec, cfg->self);
+	/*
+	 * A stop that record asked of our previous run is not asked again:
+	 * the record may be stale (the failover ended, or the switchover was
+	 * cancelled, while we were down), and stopping a primary the cluster
+	 * kept is an outage. A coordinator's newer attempt asks again.
+	 */
+	if (fo->rec.step == FO_STEP_FENCING && fo->rec.fence_go) {
+		fo->stop_for_term = fo->rec.term;
+		fo->stop_for_seq = fo->rec.seq;
+	}
 	(void)now;
 	return fo;
 }

@@ -1254,6 +1254,41 @@ test_operator_fence_and_rejoin_exclude_each_other(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A peer that restarts with a fencing record on disk does not stop its
+ * backend for it: the record may be stale. A newer attempt asks again.
+ */
+static void
+test_restart_does_not_stop_for_a_stale_record(void **state)
+{
+	struct cl c;
+	struct fo_record rec;
+	char err[128];
+
+	(void)state;
+	steady(&c, 2);
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_SWITCHOVER, 0, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	assert_true(fo_record(c.fo[1])->fence_go);
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 1);
+	/* Peer 1's daemon dies with its stop (killed with it) and starts again. */
+	rec = *fo_record(c.fo[1]);
+	fo_free(c.fo[1]);
+	c.now += 100;
+	c.fo[1] = fo_new(&c.cfg[1], &rec, c.now);
+	assert_non_null(c.fo[1]);
+	fo_tick(c.fo[1], c.now);
+	effects(&c, 1);
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 1);
+	/* A new coordinator's attempt is a newer version: that one asks. */
+	c.now += 1000;
+	coordinator(&c, 3, 7);
+	exchange(&c, 4);
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 2);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1281,6 +1316,7 @@ main(void)
 		cmocka_unit_test(test_select_waits_for_a_standby_that_was_up),
 		cmocka_unit_test(test_resumed_switchover_asks_no_stop),
 		cmocka_unit_test(test_operator_fence_and_rejoin_exclude_each_other),
+		cmocka_unit_test(test_restart_does_not_stop_for_a_stale_record),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
