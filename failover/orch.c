@@ -590,8 +590,14 @@ maybe_stop_local(struct fo *fo)
 	b = backend_cfg(fo, fo->rec.old_primary);
 	if (!b || b->peer != fo->cfg.self)
 		return;
-	/* Once stopped for this failover, the answer stands. */
-	if (fo->my_ack.valid && fo->my_ack.ok &&
+	/*
+	 * Once stopped for this failover, the answer stands; in a switchover
+	 * a failed clean stop's too: the coordinator cancels on it, and a run
+	 * for a later version (any write of the record asks) could stop the
+	 * primary after the cancel.
+	 */
+	if (fo->my_ack.valid &&
+	    (fo->my_ack.ok || fo->rec.kind == FO_KIND_SWITCHOVER) &&
 	    fo->my_ack.failover_term == fo->rec.failover_term &&
 	    fo->my_ack.failover_seq == fo->rec.failover_seq &&
 	    fo->my_ack.backend == b->id)
@@ -983,8 +989,8 @@ do_fence(struct fo *fo, uint64_t now)
 				fence_confirmed(fo, now, "cooperative");
 				break;
 			}
-			if (ver_ge(a->ver_term, a->ver_seq, fo->attempt_term,
-				   fo->attempt_seq) && fo->rec.kind == FO_KIND_SWITCHOVER) {
+			/* Not run again for a switchover (maybe_stop_local): final. */
+			if (fo->rec.kind == FO_KIND_SWITCHOVER) {
 				cancel_switchover(fo, now, "stop_command failed");
 				break;
 			}

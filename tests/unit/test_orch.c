@@ -1289,6 +1289,39 @@ test_restart_does_not_stop_for_a_stale_record(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A switchover's clean stop runs once: after it failed, a later version of
+ * the record (any write asks) does not run it again, and the coordinator
+ * cancels.
+ */
+static void
+test_switchover_failed_stop_is_not_run_again(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char err[128];
+
+	(void)state;
+	steady(&c, 2);
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_SWITCHOVER, 0, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	/* While it runs, the coordinator writes a new version (an operator's pause). */
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_PAUSE, 0, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 2);
+	assert_true(fo_record(c.fo[1])->paused);
+	assert_int_equal(fo_record(c.fo[1])->step, FO_STEP_FENCING);
+	finish(&c, r, false);
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 1);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "switchover-cancelled"));
+	assert_int_equal(count_hooks(&c, FO_HOOK_STOP), 1);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1317,6 +1350,7 @@ main(void)
 		cmocka_unit_test(test_resumed_switchover_asks_no_stop),
 		cmocka_unit_test(test_operator_fence_and_rejoin_exclude_each_other),
 		cmocka_unit_test(test_restart_does_not_stop_for_a_stale_record),
+		cmocka_unit_test(test_switchover_failed_stop_is_not_run_again),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
