@@ -120,6 +120,7 @@ struct fo {
 	uint64_t next_poll;
 	enum follow_state follow[FO_MAX_BACKENDS];	/* by backend index */
 	uint8_t rejoin_running;	/* backend id, 0 = none */
+	uint8_t rejoin_after;	/* switchover's old primary: rejoin once its end is committed */
 	uint8_t fence_running;	/* operator fence: backend id, 0 = none */
 	bool degraded;		/* switchover: falls back to the failover's rules */
 	uint64_t transfer_at;	/* no new transfer before this */
@@ -1300,19 +1301,39 @@ finish_failover(struct fo *fo, uint64_t now)
 	fo->rec.force = false;
 	fo->failover_started = 0;
 	enter_step(fo, now, FO_STEP_NONE);
-	write_record(fo, false);
+	/*
+	 * Committed before anything acts on it: a next coordinator that only
+	 * held "promoting" would promote again, and expects the old primary
+	 * stopped then, not rejoined (the simulator found the switchover's
+	 * rejoin below running before the end of the failover was durable).
+	 */
+	write_record(fo, true);
 	/*
 	 * A switchover stopped the old primary cleanly: it follows the new
 	 * one as a standby at once (rejoin_command; pg_rewind finds nothing
-	 * to rewind). After a failover that is the operator's call.
+	 * to rewind), once that is committed (rejoin_switched_over). After a
+	 * failover that is the operator's call.
 	 */
-	if (switchover && fo->cfg.has_rejoin_command && !fo->rejoin_running &&
-	    (fo_record_flags(&fo->rec, old) & FO_B_NEEDS_REJOIN)) {
-		fo->rejoin_running = old;
-		event(fo, "rejoin-started", "term=%" PRIu64 " backend=%u new=%u by_peer=0 reason=switchover",
-		      fo->term, old, fo->rec.primary);
-		hook(fo, FO_HOOK_REJOIN, old, fo->rec.primary, old);
-	}
+	if (switchover && fo->cfg.has_rejoin_command)
+		fo->rejoin_after = old;
+}
+
+/* The rejoin a switchover asked for, once its end is committed. */
+static void
+rejoin_switched_over(struct fo *fo)
+{
+	uint8_t old = fo->rejoin_after;
+
+	if (!old || fo->rec.step != FO_STEP_NONE || fo->rejoin_running)
+		return;
+	fo->rejoin_after = 0;
+	if (old == fo->rec.primary || fo->fence_running == old ||
+	    !(fo_record_flags(&fo->rec, old) & FO_B_NEEDS_REJOIN))
+		return;
+	fo->rejoin_running = old;
+	event(fo, "rejoin-started", "term=%" PRIu64 " backend=%u new=%u by_peer=0 reason=switchover",
+	      fo->term, old, fo->rec.primary);
+	hook(fo, FO_HOOK_REJOIN, old, fo->rec.primary, old);
 }
 
 static void
@@ -1511,7 +1532,7 @@ maybe_transfer(struct fo *fo, uint64_t now)
 	if (fo->rec.step != FO_STEP_NONE &&
 	    !(fo->rec.step == FO_STEP_FOLLOWING && fo->act == ACT_IDLE))
 		return false;
-	if (fo->rejoin_running)
+	if (fo->rejoin_running || fo->rejoin_after)
 		return false;
 	b = backend_cfg(fo, fo->rec.primary);
 	if (!b || !b->peer || b->peer == fo->cfg.self || !peer_up(fo, b->peer, now))
@@ -1556,6 +1577,7 @@ progress(struct fo *fo, uint64_t now)
 		return;
 	}
 	fo->commit_pending = false;
+	rejoin_switched_over(fo);
 	if (maybe_transfer(fo, now))
 		return;
 	switch ((enum fo_step)fo->rec.step) {
@@ -1734,6 +1756,7 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 	if (!coordinator) {
 		if (fo->coordinator) {
 			fo->coordinator = false;
+			fo->rejoin_after = 0;
 			reset_act(fo);
 			clear_alarm(fo);
 		}
@@ -1757,6 +1780,7 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 	fo->synced = false;
 	fo->failover_started = 0;
 	fo->rejoin_running = 0;
+	fo->rejoin_after = 0;
 	fo->fence_running = 0;
 	fo->degraded = false;
 	/*

@@ -1322,6 +1322,64 @@ test_switchover_failed_stop_is_not_run_again(void **state)
 	cl_free(&c);
 }
 
+/*
+ * The end of a switchover is committed before its old primary rejoins: a
+ * next coordinator that only held "promoting" would promote again, and the
+ * old primary must still be stopped then.
+ */
+static void
+test_switchover_rejoin_waits_for_the_commit(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char err[128];
+
+	(void)state;
+	steady(&c, 2);
+	c.cfg[2].has_rejoin_command = true;
+	fo_reload(c.fo[2], &c.cfg[2]);
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_SWITCHOVER, 2, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_STOP, true);
+	assert_non_null(r);
+	r->done = true;
+	c.now += 10;
+	fo_hook_done_lsn(c.fo[1], c.now, FO_HOOK_STOP, 1, r->term, true, 5000);
+	effects(&c, 1);
+	exchange(&c, 2);
+	{
+		struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 5000),
+					view(2, FO_H_UP, FO_R_STANDBY, 1, 5000) };
+
+		see_all(&c, v, 2);
+		exchange(&c, 2);
+	}
+	r = find_hook(&c, FO_HOOK_PROMOTE, true);
+	assert_non_null(r);
+	finish(&c, r, true);
+	/* The coordinator alone sees the promotion and ends the switchover. */
+	c.down[1] = c.down[3] = true;
+	{
+		struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 5000),
+					view(2, FO_H_UP, FO_R_PRIMARY, 2, 5100) };
+
+		see(&c, 2, v, 2);
+		exchange(&c, 3);
+	}
+	assert_true(has_event(&c, 2, "failover-done"));
+	assert_int_equal(fo_record(c.fo[2])->step, FO_STEP_NONE);
+	assert_null(find_hook(&c, FO_HOOK_REJOIN, false));
+	/* Once a majority holds it, the old primary rejoins. */
+	c.down[1] = c.down[3] = false;
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_REJOIN, true);
+	assert_non_null(r);
+	assert_int_equal(r->backend, 1);
+	assert_int_equal(r->new_primary, 2);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1351,6 +1409,7 @@ main(void)
 		cmocka_unit_test(test_operator_fence_and_rejoin_exclude_each_other),
 		cmocka_unit_test(test_restart_does_not_stop_for_a_stale_record),
 		cmocka_unit_test(test_switchover_failed_stop_is_not_run_again),
+		cmocka_unit_test(test_switchover_rejoin_waits_for_the_commit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
