@@ -808,8 +808,38 @@ steady(struct fo *fo, uint64_t now)
 	/* Another primary beside the recorded one: say so, do nothing. */
 	for (size_t i = 0; i < nseen; i++) {
 		if (seen[i] != fo->rec.primary) {
+			const struct fo_view *nv = own_view(fo, seen[i]);
 			char why[128];
 
+			/*
+			 * Two-node mode: each peer alone (the other fenced)
+			 * writes records the other never holds, and the higher
+			 * version is not always the one that knows more: the
+			 * record of a promotion can be lost. The recorded
+			 * primary is up as a primary nowhere, this one is, on a
+			 * newer timeline (every promotion raises it), of this
+			 * cluster, free of a pending rejoin: record it, and the
+			 * old one needs a rejoin.
+			 */
+			if (fo->cfg.two_node && view_up_primary(nv) &&
+			    nv->timeline > fo->rec.timeline &&
+			    count_views(fo, now, fo->rec.primary, view_up_primary) == 0 &&
+			    !(fo_record_flags(&fo->rec, seen[i]) & FO_B_NEEDS_REJOIN) &&
+			    (!fo->rec.system_id || nv->system_id == fo->rec.system_id)) {
+				set_flags(&fo->rec, fo->rec.primary, FO_B_NEEDS_REJOIN, 0);
+				event(fo, "primary-known",
+				      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64
+				      " old=%u reason=\"promoted under a record this peer never held\"",
+				      fo->term, seen[i], nv->timeline, nv->lsn, fo->rec.primary);
+				fo->rec.primary = seen[i];
+				fo->rec.timeline = nv->timeline;
+				fo->primary_since = now;
+				clear_alarm(fo);
+				write_record(fo, false);
+				fo->primary_ver_term = fo->rec.term;
+				fo->primary_ver_seq = fo->rec.seq;
+				return;
+			}
 			snprintf(why, sizeof(why),
 				 "backend %u is a primary besides the recorded primary %u",
 				 seen[i], fo->rec.primary);
@@ -1050,6 +1080,26 @@ do_select(struct fo *fo, uint64_t now)
 		if (c->id != fo->rec.old_primary && view_up_primary(v)) {
 			char why[140];
 
+			/*
+			 * A primary on a newer timeline than the failed one,
+			 * of this cluster, free of a pending rejoin: a promotion
+			 * for this failure whose record was lost (two-node mode,
+			 * where each peer alone writes records the other never
+			 * held). Finish it rather than wait forever beside it.
+			 */
+			if (fo->cfg.two_node && v->timeline > fo->rec.timeline &&
+			    !(fo_record_flags(&fo->rec, c->id) & FO_B_NEEDS_REJOIN) &&
+			    (!fo->rec.system_id || v->system_id == fo->rec.system_id)) {
+				event(fo, "candidate-chosen",
+				      "term=%" PRIu64 " backend=%u timeline=%" PRIu32 " lsn=%" PRIu64
+				      " lag=0 standbys= already_primary=yes",
+				      fo->term, c->id, v->timeline, v->lsn);
+				fo->rec.candidate = c->id;
+				fo->rec.switch_lsn = v->lsn;
+				enter_step(fo, now, FO_STEP_PROMOTING);
+				write_record(fo, true);
+				return;
+			}
 			snprintf(why, sizeof(why),
 				 "backend %u is already a primary; no standby is promoted beside it",
 				 c->id);

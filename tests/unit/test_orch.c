@@ -1380,6 +1380,105 @@ test_switchover_rejoin_waits_for_the_commit(void **state)
 	cl_free(&c);
 }
 
+/* Two-node mode (peer 3 absent): backend 1 primary, peer 2 coordinator alone. */
+static void
+two_node_alone(struct cl *c)
+{
+	struct fo_view ok[2] = { view(1, FO_H_UP, FO_R_PRIMARY, 1, 1000),
+				 view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+
+	cl_init(c, 2);
+	c->down[3] = true;
+	for (uint8_t p = 1; p <= 2; p++) {
+		c->cfg[p].npeers = 2;
+		c->cfg[p].two_node = true;
+		fo_reload(c->fo[p], &c->cfg[p]);
+	}
+	see_all(c, ok, 2);
+	coordinator(c, 1, 5);
+	exchange(c, 3);
+	assert_int_equal(fo_record(c->fo[2])->primary, 1);
+	/* Peer 1's host is fenced; peer 2 wins alone once its view aged out. */
+	c->down[1] = true;
+	c->now += 1000;
+	fo_set_coordinator(c->fo[2], c->now, true, 6);
+	effects(c, 2);
+	exchange(c, 1);
+	assert_int_equal(fo_record(c->fo[2])->term, 6);
+}
+
+/*
+ * Two-node mode: backend 2 was promoted under a record this peer never
+ * held (the other peer wrote it alone, and a later record of a higher term
+ * replaced it). The recorded primary is up nowhere, backend 2 is up as a
+ * primary on a newer timeline: it is recorded, not alarmed about forever.
+ */
+static void
+test_two_node_records_a_promotion_whose_record_was_lost(void **state)
+{
+	struct cl c;
+	struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				view(2, FO_H_UP, FO_R_PRIMARY, 2, 1100) };
+
+	(void)state;
+	two_node_alone(&c);
+	see(&c, 2, v, 2);
+	exchange(&c, 3);
+	assert_false(has_event(&c, 2, "two-primaries"));
+	assert_true(has_event(&c, 2, "primary-known"));
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
+	assert_int_equal(fo_record(c.fo[2])->timeline, 2);
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 1) & FO_B_NEEDS_REJOIN);
+	/* Nothing was promoted, fenced or stopped for it. */
+	assert_int_equal(c.nran, 0);
+	/* Not in the other modes: a primary beside the recorded one is only reported. */
+	cl_free(&c);
+	steady(&c, 2);
+	see_all(&c, v, 2);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "two-primaries"));
+	assert_int_equal(fo_record(c.fo[2])->primary, 1);
+	cl_free(&c);
+}
+
+/*
+ * Two-node mode, the same during a failover: at selecting, a backend up as
+ * a primary on a newer timeline is this failure's promotion whose record
+ * was lost. It becomes the candidate, verified at once by the check that
+ * shows it (failover_command would be idempotent on a primary), instead of
+ * a refusal with back-off, forever.
+ */
+static void
+test_two_node_selecting_finishes_a_lost_promotion(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	struct fo_view bad[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				  view(2, FO_H_UP, FO_R_STANDBY, 1, 1000) };
+	struct fo_view v[2] = { view(1, FO_H_FAILED, FO_R_PRIMARY, 1, 1000),
+				view(2, FO_H_UP, FO_R_PRIMARY, 2, 1100) };
+
+	(void)state;
+	two_node_alone(&c);
+	see(&c, 2, bad, 2);
+	exchange(&c, 2);
+	assert_true(has_event(&c, 2, "failover-started"));
+	r = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(r);
+	finish(&c, r, true);
+	assert_int_equal(fo_record(c.fo[2])->step, FO_STEP_SELECTING);
+	see(&c, 2, v, 2);
+	exchange(&c, 2);
+	assert_false(has_event(&c, 2, "two-primaries"));
+	assert_true(has_event(&c, 2, "candidate-chosen"));
+	/* Its own check after the choice shows it promoted: nothing to run. */
+	assert_true(has_event(&c, 2, "promote-verified"));
+	assert_true(has_event(&c, 2, "failover-done"));
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
+	assert_int_equal(fo_record(c.fo[2])->step, FO_STEP_NONE);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1410,6 +1509,8 @@ main(void)
 		cmocka_unit_test(test_restart_does_not_stop_for_a_stale_record),
 		cmocka_unit_test(test_switchover_failed_stop_is_not_run_again),
 		cmocka_unit_test(test_switchover_rejoin_waits_for_the_commit),
+		cmocka_unit_test(test_two_node_records_a_promotion_whose_record_was_lost),
+		cmocka_unit_test(test_two_node_selecting_finishes_a_lost_promotion),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
