@@ -551,6 +551,54 @@ committed(const struct fo *fo, uint64_t now)
 
 static void reset_act(struct fo *fo);
 
+/*
+ * Two-node mode: each peer alone (the other fenced) commits records the
+ * other never held, and the one with the higher version is not always the
+ * one that knows more. A record on a newer timeline carries a promotion
+ * ours lacks (every promotion raises the timeline): take it, keep our own
+ * needs-rejoin flags, applied operator commands and maintenance flag as
+ * well, in a new version of ours, and, as coordinator, read the records
+ * again as a new coordinator does (the step in it is its writer's, not
+ * ours).
+ */
+static void
+merge_promotion(struct fo *fo, const struct fo_record *r)
+{
+	struct fo_record m = *r;
+	struct fo_effect *e;
+	int si = self_index(fo);
+
+	for (size_t i = 0; i < fo->rec.nflags; i++)
+		if ((fo->rec.flags[i].flags & FO_B_NEEDS_REJOIN) &&
+		    fo->rec.flags[i].backend != m.primary)
+			set_flags(&m, fo->rec.flags[i].backend, FO_B_NEEDS_REJOIN, 0);
+	/* A command applied in either history must not be applied again. */
+	for (size_t i = 0; i < fo->rec.nops; i++)
+		if (fo->rec.ops[i].seq > op_applied(&m, fo->rec.ops[i].peer))
+			set_op_applied(&m, fo->rec.ops[i].peer, fo->rec.ops[i].seq);
+	/* Maintenance asked in either history stays on until a resume. */
+	m.paused = m.paused || fo->rec.paused;
+	/* Our version, so that nobody takes it for older than what it replaces. */
+	m.term = fo->rec.term;
+	m.seq = fo->rec.seq + 1;
+	fo->rec = m;
+	e = effect(fo, FO_EFF_PERSIST);
+	if (e)
+		e->record = fo->rec;
+	if (si >= 0) {
+		fo->pv[si].rec_term = m.term;
+		fo->pv[si].rec_seq = m.seq;
+	}
+	event(fo, "record-merged", "term=%" PRIu64 " primary=%u timeline=%" PRIu32,
+	      fo->term, m.primary, m.timeline);
+	if (fo->coordinator) {
+		fo->synced = false;
+		fo->coord_since = fo->last_call;
+		reset_act(fo);
+	}
+	flush(fo);
+}
+
 /* A record newer than ours, from anyone: adopt it, durably. */
 static void
 adopt(struct fo *fo, const struct fo_record *r)
@@ -558,8 +606,14 @@ adopt(struct fo *fo, const struct fo_record *r)
 	struct fo_effect *e;
 	int si = self_index(fo);
 
-	if (ver_ge(fo->rec.term, fo->rec.seq, r->term, r->seq))
+	/* Two-node mode: it lacks a promotion we know; its writer merges ours. */
+	if (fo->cfg.two_node && r->timeline < fo->rec.timeline)
 		return;
+	if (ver_ge(fo->rec.term, fo->rec.seq, r->term, r->seq)) {
+		if (fo->cfg.two_node && r->timeline > fo->rec.timeline)
+			merge_promotion(fo, r);
+		return;
+	}
 	if (fo->coordinator && r->term > fo->term) {
 		/* A newer coordinator exists: stop acting. */
 		fo->coordinator = false;

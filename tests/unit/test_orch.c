@@ -1479,6 +1479,81 @@ test_two_node_selecting_finishes_a_lost_promotion(void **state)
 	cl_free(&c);
 }
 
+static uint32_t
+rec_op(const struct fo_record *r, uint8_t peer)
+{
+	for (size_t i = 0; i < r->nops; i++)
+		if (r->ops[i].peer == peer)
+			return r->ops[i].seq;
+	return 0;
+}
+
+/*
+ * Two-node mode: peer 1 alone recorded the promotion of backend 2 (timeline
+ * 2) and a rejoin flag; peer 2, alone later, wrote a record of a higher
+ * term that never heard of it (backend 1 still the primary on timeline 1)
+ * with a flag of its own. The record on the newer timeline is merged, not
+ * replaced by the higher version: both peers end with the promotion and
+ * both histories' flags, applied commands and maintenance mode.
+ */
+static void
+test_two_node_merges_the_record_on_the_newer_timeline(void **state)
+{
+	struct cl c;
+	struct fo_record a, b;
+
+	(void)state;
+	cl_init(&c, 3);
+	c.down[3] = true;
+	memset(&a, 0, sizeof(a));
+	a.term = 5;
+	a.seq = 4;
+	a.primary = 2;
+	a.timeline = 2;
+	a.system_id = 42;
+	a.nflags = 1;
+	a.flags[0].backend = 1;
+	a.flags[0].flags = FO_B_NEEDS_REJOIN | FO_B_FENCED;
+	a.nops = 1;
+	a.ops[0].peer = 1;
+	a.ops[0].seq = 4;
+	b = a;
+	b.term = 6;
+	b.seq = 1;
+	b.primary = 1;
+	b.timeline = 1;
+	b.flags[0].backend = 3;
+	b.flags[0].flags = FO_B_NEEDS_REJOIN;
+	b.ops[0].peer = 2;
+	b.ops[0].seq = 7;
+	b.paused = true;
+	for (uint8_t p = 1; p <= 2; p++) {
+		c.cfg[p].npeers = 2;
+		c.cfg[p].two_node = true;
+		fo_free(c.fo[p]);
+		c.fo[p] = fo_new(&c.cfg[p], p == 1 ? &a : &b, c.now);
+		assert_non_null(c.fo[p]);
+	}
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "record-merged"));
+	for (uint8_t p = 1; p <= 2; p++) {
+		const struct fo_record *r = fo_record(c.fo[p]);
+
+		assert_int_equal(r->primary, 2);
+		assert_int_equal(r->timeline, 2);
+		assert_true(fo_record_flags(r, 1) & FO_B_NEEDS_REJOIN);
+		assert_true(fo_record_flags(r, 3) & FO_B_NEEDS_REJOIN);
+		assert_false(fo_record_flags(r, 2) & FO_B_NEEDS_REJOIN);
+		assert_int_equal(rec_op(r, 1), 4);
+		assert_int_equal(rec_op(r, 2), 7);
+		assert_true(r->paused);
+		/* A new version of the higher one: nobody takes it for older. */
+		assert_int_equal(r->term, 6);
+		assert_int_equal(r->seq, 2);
+	}
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1511,6 +1586,7 @@ main(void)
 		cmocka_unit_test(test_switchover_rejoin_waits_for_the_commit),
 		cmocka_unit_test(test_two_node_records_a_promotion_whose_record_was_lost),
 		cmocka_unit_test(test_two_node_selecting_finishes_a_lost_promotion),
+		cmocka_unit_test(test_two_node_merges_the_record_on_the_newer_timeline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
