@@ -20,17 +20,25 @@
  * or succeed after they reported a failure, and faults: crashes of the
  * postmaster, of the daemon and of whole hosts, frozen hosts, slow
  * primaries, paused replay, partitions between peers, between peers and
- * backends, and of replication.
+ * backends, and of replication. The operator asks for switchovers, manual
+ * failovers (forced or not) and fences on any live peer, at any moment; a
+ * switchover's clean stop gives the connected standbys the old primary's
+ * WAL up to its final LSN and reports it, as PostgreSQL's fast shutdown and
+ * the shipped stop script do.
  *
  * After every event the invariants are checked (README-failover.md):
  * never two writable backends (and never two through the VIP), no promote
  * hook before the old primary is fenced or stopped, the candidate is not
  * behind another eligible standby nor more than max_lag behind the last
  * primary LSN sampled, one promotion per failure, no promotion of a backend
- * that needs a rejoin, no failover of a healthy primary, the record durable
- * before it is shown; in quiet phases a failover must complete within a
- * stated bound. Everything random comes from the seed: `fosim --verbose
- * SEED` replays a schedule with its full trace.
+ * that needs a rejoin, no automatic failover of a healthy primary, the
+ * record durable before it is shown, a switchover that loses nothing unless
+ * it says it degraded, a cancelled switchover that promotes nothing, an
+ * operator fence never of the primary and never followed by a promotion of
+ * the fenced backend before a rejoin; in quiet phases a failover (and a
+ * switchover asked for) must complete within a stated bound. Everything
+ * random comes from the seed: `fosim --verbose SEED` replays a schedule
+ * with its full trace.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -66,6 +74,8 @@
 #define WAL_TICK_US 20000		/* the world advances WAL every 20 ms */
 #define SETTLE_LOOP_MAX 64		/* glue ping-pong between the two machines */
 #define LATE_MAX_US 3000000		/* a "late" hook acts up to 3 s after it reported */
+#define FO_LOG_MAX 256			/* failovers remembered per schedule */
+#define CLEAN_STOP_FACTOR 3		/* orch.c: a clean stop may take 3 x fence_timeout */
 
 /* ---- PRNG: splitmix64 to seed, xoshiro256** to draw ------------------ */
 
@@ -152,6 +162,7 @@ enum ev_kind {
 	EV_WAL,
 	EV_OP,			/* operator: rejoin / resume in quiet phases */
 	EV_MIDSTEP,		/* a: peer, b: incarnation: crash or freeze it mid-failover */
+	EV_OPCMD,		/* a: quiet phase: the operator asks a switchover or failover */
 };
 
 struct ev {
@@ -226,6 +237,7 @@ struct speer {
 	/* glue */
 	bool want_flush;
 	uint8_t want_transfer;	/* peer id, 0 = none */
+	enum fo_command last_cmd;	/* the last operator command sent here */
 	struct hview hv[MAXB];
 };
 
@@ -256,6 +268,8 @@ struct sbackend {
 	bool healthy_now;
 	uint64_t healthy_since;
 	uint64_t primary_since;	/* when it became the primary (0 = from the start) */
+	bool opfenced;		/* an operator fence was started against it, no rejoin since */
+	uint64_t opfenced_at;	/* when the last one started */
 	bool reach_now;		/* serving, not slow, reachable by every peer, any role */
 	uint64_t reach_since;
 };
@@ -283,6 +297,11 @@ struct shook {
 	bool act_ok;
 	uint64_t started;
 	uint32_t tgt_gen;	/* the promoted backend's server run at the start */
+	bool clean;		/* stop: a clean stop (switchover) */
+	bool no_report;		/* stop: the script prints no shutdown_lsn line */
+	uint64_t report_lsn;	/* stop: the shutdown checkpoint it reports, 0 = none */
+	bool op_fence;		/* fence: the operator's, not a failover's */
+	int fo_k;		/* promote: fo_log index of its failover, -1 = unknown */
 };
 
 struct msgslot {
@@ -304,6 +323,12 @@ struct stats {
 	uint64_t promotions, hooks[FO_HOOK_KIND_MAX + 1], hooks_failed, hooks_hung,
 		 hooks_late, hooks_gated, transfers, rejoins_ok;
 	uint64_t s4_checked, s4_compared, second_failovers, lost_records;
+	/* the operator */
+	uint64_t op_sent[3], op_local_refused, op_refused;	/* sent: switchover, failover, fence */
+	uint64_t sw_started, sw_done, sw_cancelled, sw_degraded, sw_lossless_checked;
+	uint64_t man_started, man_forced, clean_stops, clean_reports, opfences, opfences_acted;
+	uint64_t sw_cancel_lost;	/* a cancel no majority held: the switchover went on */
+	uint64_t sw_stale_stops;	/* stops for a switchover cancelled already */
 	uint64_t quiet_phases, quiet_checked, quiet_healthy, quiet_excused;
 	uint64_t excuses[10];
 	uint64_t tth_sum_ms, tth_max_ms, tth_max_seed;
@@ -328,6 +353,8 @@ struct opts {
 	bool no_flush;		/* ignore FO_EFF_FLUSH */
 	bool reliable;		/* hooks never fail */
 	bool strict_two_node;	/* two-node mode: a lone peer's stale record is a violation */
+	bool no_operator;	/* no switchover, manual failover or operator fence */
+	bool strict_cancel;	/* a stop for a cancelled switchover is a violation (inv4) */
 	unsigned max_report;
 };
 
@@ -336,6 +363,7 @@ enum fault {
 	F_SPIKES, F_HEAL, F_DRIFT, F_RESTART, F_BRIDGE,
 	F_PGCRASH, F_HOSTCRASH, F_FREEZE, F_SLOW, F_LAG, F_REPLAY, F_PBCUT,
 	F_PGISO, F_REPLCUT, F_MAINT, F_REJOIN, F_MIDSTEP,
+	F_SWITCHOVER, F_MANUAL, F_OPFENCE,
 	F_COUNT
 };
 
@@ -344,7 +372,15 @@ static const char *const fault_names[F_COUNT] = {
 	"spikes", "heal", "drift", "restart", "bridge",
 	"pgcrash", "hostcrash", "freeze", "slow", "lag", "replay", "pbcut",
 	"pgiso", "replcut", "maint", "rejoin", "midstep",
+	"switchover", "failover", "opfence",
 };
+
+/* The operator's commands (drawn from their own stream: see sim_reset). */
+static bool
+operator_fault(int f)
+{
+	return f == F_SWITCHOVER || f == F_MANUAL || f == F_OPFENCE;
+}
 
 enum mode { M_THREE, M_FIVE, M_WITNESS, M_TWO_NODE, M_COUNT };
 
@@ -360,7 +396,7 @@ struct hookcfg {
 struct sim {
 	const struct opts *o;
 	uint64_t seed;
-	struct rng r_cfg, r_net, r_fault, r_fence, r_hook, r_wal, r_chk;
+	struct rng r_cfg, r_net, r_fault, r_fence, r_hook, r_wal, r_chk, r_op;
 	uint64_t now, end;
 	size_t n, nb;
 	int mode;
@@ -382,6 +418,8 @@ struct sim {
 	uint32_t spike_ppm;
 	uint32_t fault_w[F_COUNT];
 	uint32_t fence_ok_ppm;	/* the election's fence */
+	uint32_t noreport_ppm;	/* a clean stop that reports no shutdown_lsn */
+	uint32_t opcmd_ppm;	/* quiet phases in which the operator asks for a switchover/failover */
 	bool tick_first;
 	/* configuration of the world */
 	uint32_t ci_ms, ct_ms, rr_ms, ft;	/* health: interval, timeout, recheck, threshold */
@@ -413,8 +451,16 @@ struct sim {
 		uint64_t fence_at;	/* real µs of backend-fence-done, 0 = not seen */
 		uint64_t sampled;	/* own samples of the old primary by the starter */
 		uint8_t old;
-	} fo_log[64];
+		uint8_t kind, target;	/* enum fo_kind, the backend asked for */
+		bool force;
+		bool degraded;		/* switchover-degraded was logged for it */
+		bool cancelled;		/* switchover-cancelled was logged for it */
+		uint64_t cancel_term, cancel_seq;	/* the record version that cancelled it */
+		bool cancel_committed;	/* a majority of peers persisted that version (or newer) */
+		bool promote_started;	/* a promote hook of it started */
+	} fo_log[FO_LOG_MAX];
 	size_t nfo_log;
+	uint64_t max_rec_term;	/* the highest term of any record persisted */
 	/* invariants */
 	bool violated;
 	char vmsg[VMSG_LEN];
@@ -649,6 +695,39 @@ find_fo_log(const struct sim *s, const struct fo_record *r)
 	return -1;
 }
 
+static int
+find_fo_log_id(const struct sim *s, uint64_t fterm, uint64_t fseq)
+{
+	for (size_t i = 0; i < s->nfo_log; i++)
+		if (s->fo_log[i].fterm == fterm && s->fo_log[i].fseq == fseq)
+			return (int)i;
+	return -1;
+}
+
+/* The failover an event names (" failover=T.N", orch.c's event()), or -1. */
+static int
+event_fo_log(const struct sim *s, const char *text)
+{
+	const char *f = strstr(text, " failover=");
+	uint64_t t, n;
+
+	if (!f || sscanf(f, " failover=%" SCNu64 ".%" SCNu64, &t, &n) != 2)
+		return -1;
+	return find_fo_log_id(s, t, n);
+}
+
+/* The number after " key=" in an event's text, or -1. */
+static long
+event_num(const char *text, const char *key)
+{
+	char k[40];
+	const char *f;
+
+	snprintf(k, sizeof(k), " %s=", key);
+	f = strstr(text, k);
+	return f ? strtol(f + strlen(k), NULL, 10) : -1;
+}
+
 /* The coordinator with a valid lease, if any (its index), else -1. */
 static int
 coordinator_idx(const struct sim *s)
@@ -680,6 +759,8 @@ rec_eq(const struct fo_record *a, const struct fo_record *b)
 	    a->failover_term != b->failover_term || a->failover_seq != b->failover_seq ||
 	    a->fence_go != b->fence_go ||
 	    a->last_primary_lsn != b->last_primary_lsn || a->paused != b->paused ||
+	    a->kind != b->kind || a->target != b->target || a->force != b->force ||
+	    a->shutdown_lsn != b->shutdown_lsn ||
 	    a->nflags != b->nflags || a->nops != b->nops)
 		return false;
 	for (size_t i = 0; i < a->nflags; i++)
@@ -698,15 +779,34 @@ fmt_rec(char *buf, size_t len, const struct fo_record *r)
 	size_t off;
 
 	off = (size_t)snprintf(buf, len, "v%" PRIu64 ".%" PRIu64 " primary=%u tli=%" PRIu32
-			       " step=%s old=%u cand=%u fterm=%" PRIu64 " last_lsn=%" PRIu64 "%s flags=",
+			       " step=%s old=%u cand=%u fterm=%" PRIu64 " last_lsn=%" PRIu64 "%s",
 			       r->term, r->seq, r->primary, r->timeline,
 			       fo_step_name((enum fo_step)r->step), r->old_primary, r->candidate,
 			       r->failover_term, r->last_primary_lsn, r->paused ? " PAUSED" : "");
+	if (r->step != FO_STEP_NONE && r->kind != FO_KIND_FAILOVER && off < len)
+		off += (size_t)snprintf(buf + off, len - off, " kind=%s target=%u%s shutdown_lsn=%"
+					PRIu64, fo_kind_name((enum fo_kind)r->kind), r->target,
+					r->force ? " force" : "", r->shutdown_lsn);
+	if (off < len)
+		off += (size_t)snprintf(buf + off, len - off, " flags=");
 	for (size_t i = 0; i < r->nflags && off < len; i++)
 		off += (size_t)snprintf(buf + off, len - off, "%s%u:%s%s", i ? "," : "",
 					r->flags[i].backend,
 					r->flags[i].flags & FO_B_NEEDS_REJOIN ? "R" : "",
 					r->flags[i].flags & FO_B_FENCED ? "F" : "");
+}
+
+/*
+ * Two-node mode, not --strict-two-node: what a lone peer's lost record
+ * leads to is noted (counted with the lost records), not a violation.
+ */
+static bool
+two_node_note(struct sim *s)
+{
+	if (s->mode != M_TWO_NODE || s->o->strict_two_node)
+		return false;
+	s->st.lost_records++;
+	return true;
 }
 
 /* ---- world events: the primary epoch ------------------------------------ */
@@ -938,6 +1038,8 @@ start_hook(struct sim *s, size_t i, const struct fo_effect *e)
 	uint64_t dur, done_at;
 	int bi = s->bidx_of[e->backend];
 	int ci = e->new_primary ? s->bidx_of[e->new_primary] : -1;
+	int fo_k = -1;
+	bool op_fence = false;
 
 	s->st.hooks[e->hook]++;
 	/* Where hooks run and with what (orch.h): stop on the backend's own peer. */
@@ -960,9 +1062,19 @@ start_hook(struct sim *s, size_t i, const struct fo_effect *e)
 		const struct fo_record *r = fo_record(p->fo);
 		int oi = s->bidx_of[e->old_primary];
 		struct sbackend *c = &s->b[ci];
+		int fk;
 
-		/* Invariant 2: the old primary is fenced or stopped right now. */
-		if (oi == 0xff || (s->b[oi].st != BS_FENCED && s->b[oi].st != BS_STOPPED))
+		/*
+		 * Invariant 2: the old primary is fenced or stopped right now.
+		 * (Two-node mode: a lone peer's lost record can have the other
+		 * promote again a candidate that is primary already, its old
+		 * primary rejoined to it: noted.)
+		 */
+		if (oi != 0xff && s->b[oi].st == BS_RUNNING && !s->b[oi].primary &&
+		    s->b[oi].upstream == ci && c->primary && two_node_note(s))
+			trace(s, "  note: promote hook for %u, primary already, its old primary %u "
+			      "rejoined to it", e->new_primary, e->old_primary);
+		else if (oi == 0xff || (s->b[oi].st != BS_FENCED && s->b[oi].st != BS_STOPPED))
 			violation(s, "inv2 promote hook for %u starts while the old primary %u is %s%s",
 				  e->new_primary, e->old_primary,
 				  oi == 0xff ? "unknown" : bst_names[s->b[oi].st],
@@ -986,18 +1098,112 @@ start_hook(struct sim *s, size_t i, const struct fo_effect *e)
 		if (!s->violated && (c->prio == 0 || c->foreign))
 			violation(s, "inv5 promote hook for %u: %s", e->new_primary,
 				  c->prio == 0 ? "priority 0" : "another cluster's system id");
+		/*
+		 * Invariant 7: an operator-fenced backend is never promoted
+		 * before a rejoin. (Two-node mode: a lone peer's record with
+		 * the flag may be lost to the other's; noted.)
+		 */
+		if (!s->violated && c->opfenced && two_node_note(s)) {
+			trace(s, "  note: promote hook for %u, which the operator fenced (no rejoin since)",
+			      e->new_primary);
+			c->opfenced = false;
+		} else if (!s->violated && c->opfenced)
+			violation(s, "inv7 promote hook for %u, which the operator fenced (no rejoin since)",
+				  e->new_primary);
+		/*
+		 * Invariant 6: a cancelled switchover promotes nothing, once
+		 * a majority holds the cancel. (A cancel the coordinator wrote
+		 * but no majority held before it died is not a decision: the
+		 * next coordinator goes on with the switchover. Noted.)
+		 */
+		fk = find_fo_log(s, r);
+		if (!s->violated && fk >= 0 && s->fo_log[fk].cancelled &&
+		    s->fo_log[fk].cancel_committed)
+			violation(s, "inv6 promote hook for %u in switchover %" PRIu64 ".%" PRIu64
+				  ", whose cancel a majority held", e->new_primary, r->failover_term,
+				  r->failover_seq);
+		else if (!s->violated && fk >= 0 && s->fo_log[fk].cancelled) {
+			s->st.sw_cancel_lost++;
+			s->fo_log[fk].cancelled = false;
+			trace(s, "  note: switchover %" PRIu64 ".%" PRIu64 " goes on: its cancel (v%"
+			      PRIu64 ".%" PRIu64 ") was lost", r->failover_term, r->failover_seq,
+			      s->fo_log[fk].cancel_term, s->fo_log[fk].cancel_seq);
+		}
 		if (s->violated)
 			return;
+		if (fk >= 0)
+			s->fo_log[fk].promote_started = true;
+		fo_k = fk;
+	}
+	/*
+	 * Invariant 7: a coordinator does not run rejoin_command against a
+	 * backend while its own operator fence of it has not ended.
+	 */
+	if (e->hook == FO_HOOK_REJOIN) {
+		for (int x = 0; x < MAXHOOKS; x++) {
+			const struct shook *o = &s->hooks[x];
+
+			/* Not reported yet: it has not ended as far as orch.c can know. */
+			bool running = o->done_pending || (o->out == HO_OK && o->act_pending);
+
+			if (o->used && o->op_fence && running && o->backend == e->backend &&
+			    o->peer == i && o->inc == p->inc && o->term == e->term) {
+				violation(s, "inv7 rejoin hook for %u starts while the operator fence of it, "
+					  "started by the same coordinator in term %" PRIu64 ", runs",
+					  e->backend, e->term);
+				return;
+			}
+		}
+	}
+	/*
+	 * The operator fence (FO_CMD_FENCE): any fence hook that is not the
+	 * fencing step's own. Invariant 7: never against the recorded
+	 * primary, nor a backend a failover in progress acts on, and the
+	 * backend is flagged needs-rejoin before the hook starts.
+	 */
+	if (e->hook == FO_HOOK_FENCE) {
+		const struct fo_record *r = fo_record(p->fo);
+
+		op_fence = !(r->step == FO_STEP_FENCING && e->backend == r->old_primary);
+		if (op_fence) {
+			s->st.opfences++;
+			if (e->backend == r->primary)
+				violation(s, "inv7 operator fence of backend %u, the recorded primary "
+					  "(step %s)", e->backend, fo_step_name((enum fo_step)r->step));
+			else if (r->step != FO_STEP_NONE && e->backend == r->candidate)
+				violation(s, "inv7 operator fence of backend %u, the candidate of the "
+					  "failover in progress", e->backend);
+			else if (!(fo_record_flags(r, e->backend) & FO_B_NEEDS_REJOIN))
+				violation(s, "inv7 operator fence of backend %u starts, but the record "
+					  "does not flag it needs-rejoin", e->backend);
+			if (s->violated)
+				return;
+			s->b[bi].opfenced = true;
+			s->b[bi].opfenced_at = s->now;
+		}
 	}
 	/*
 	 * Invariant 4: one failover per failure. A failover that was started
 	 * but never committed does nothing; the first hook is what counts.
 	 */
-	if (e->hook == FO_HOOK_STOP || e->hook == FO_HOOK_FENCE || e->hook == FO_HOOK_PROMOTE) {
+	if (e->hook == FO_HOOK_STOP || (e->hook == FO_HOOK_FENCE && !op_fence) ||
+	    e->hook == FO_HOOK_PROMOTE) {
 		const struct fo_record *r = fo_record(p->fo);
 		int oi = s->bidx_of[r->old_primary];
+		int ck = find_fo_log(s, r);
 
-		if (r->step != FO_STEP_NONE && oi != 0xff && oi == s->cur) {
+		/*
+		 * A stop for a switchover cancelled already: its peer acts on
+		 * a record it holds from before the cancel (it was down or cut
+		 * off, and heard a stale peer first). Noted, unless
+		 * --strict-cancel (open finding: README-failover.md).
+		 */
+		if (e->hook == FO_HOOK_STOP && ck >= 0 && s->fo_log[ck].cancelled &&
+		    !s->o->strict_cancel) {
+			s->st.sw_stale_stops++;
+			trace(s, "  note: a stop for switchover %" PRIu64 ".%" PRIu64 ", cancelled already",
+			      r->failover_term, r->failover_seq);
+		} else if (r->step != FO_STEP_NONE && oi != 0xff && oi == s->cur) {
 			bool other = s->epoch_fterm && (s->epoch_fterm != r->failover_term ||
 							s->epoch_fseq != r->failover_seq);
 
@@ -1033,8 +1239,14 @@ start_hook(struct sim *s, size_t i, const struct fo_effect *e)
 	h->oldp = e->old_primary;
 	h->term = e->term;
 	h->started = s->now;
+	h->clean = e->hook == FO_HOOK_STOP && e->clean;
+	h->op_fence = op_fence;
+	h->fo_k = fo_k;
 	if (ci != 0xff && e->new_primary)
 		h->tgt_gen = s->b[ci].gen;
+	/* A custom stop_command may not print the report line. */
+	if (h->clean)
+		h->no_report = rng_chance(&s->r_op, s->noreport_ppm);
 	if (s->reliable_phase || s->o->reliable)
 		h->out = HO_OK;
 	else if (rng_chance(&s->r_hook, hc->fail_ppm))
@@ -1069,9 +1281,10 @@ start_hook(struct sim *s, size_t i, const struct fo_effect *e)
 		}
 		break;
 	}
-	trace(s, "  %u HOOK %s backend=%u new=%u old=%u term=%" PRIu64 " (will: %s)",
+	trace(s, "  %u HOOK %s backend=%u new=%u old=%u term=%" PRIu64 " (will: %s)%s%s%s",
 	      p->id, hook_name(h->kind), h->backend, h->newp, h->oldp, h->term,
-	      hout_names[h->out]);
+	      hout_names[h->out], h->clean ? " clean" : "", h->no_report ? " no-report" : "",
+	      h->op_fence ? " operator" : "");
 }
 
 /* The host a hook's action needs, or SIZE_MAX when it acts out of band. */
@@ -1107,6 +1320,42 @@ hook_act(struct sim *s, struct shook *h)
 	}
 	switch (h->kind) {
 	case FO_HOOK_STOP:
+		h->report_lsn = 0;
+		if (h->clean && b->st == BS_RUNNING) {
+			/*
+			 * A clean stop (switchover): CHECKPOINT, pg_ctl stop -m
+			 * fast. Its final LSN is where it is now; the WAL senders
+			 * give every connected standby (streaming from it, not
+			 * cut off from its host) the WAL up to there before the
+			 * server ends. The script then reports that LSN.
+			 */
+			uint64_t fin = blsn(b);
+
+			for (size_t x = 0; x < s->nb; x++) {
+				struct sbackend *o = &s->b[x];
+
+				if ((int)x == bi || !serving(s, x) || o->primary || o->foreign ||
+				    o->upstream != bi || o->tli != b->tli ||
+				    !s->repl[o->host][b->host] || s->now < o->stream_pause_until)
+					continue;
+				if (o->recv < fin) {
+					trace(s, "WORLD backend %u receives %" PRIu64 " bytes more from %u "
+					      "at its shutdown", o->id, fin - o->recv, b->id);
+					o->recv = fin;
+				}
+			}
+			s->st.clean_stops++;
+			if (!h->no_report) {
+				h->report_lsn = fin;
+				s->st.clean_reports++;
+			}
+			b->st = BS_STOPPED;
+			b->gen++;
+			trace(s, "WORLD backend %u stopped cleanly by stop_command at lsn %" PRIu64
+			      "%s", b->id, fin, h->no_report ? " (the script reports no LSN)" : "");
+			return true;
+		}
+		/* Not running: stopped already, in either mode (no report then). */
 		if (b->st == BS_RUNNING || b->st == BS_CRASHED) {
 			b->st = BS_STOPPED;
 			b->gen++;
@@ -1115,6 +1364,10 @@ hook_act(struct sim *s, struct shook *h)
 		return true;
 	case FO_HOOK_FENCE:
 		b->gen++;
+		if (h->op_fence) {
+			b->opfenced = true;
+			s->st.opfences_acted++;
+		}
 		if (s->power_fence) {
 			b->st = BS_FENCED;
 			if (s->h[b->host].up)
@@ -1140,6 +1393,23 @@ hook_act(struct sim *s, struct shook *h)
 			return false;
 		if (c->primary)
 			return s->idem_promote;
+		/*
+		 * Invariant 6: a switchover that was not degraded loses
+		 * nothing: the target has the old primary's WAL up to its
+		 * final LSN (the old primary is stopped: inv2).
+		 */
+		if (h->fo_k >= 0 && s->fo_log[h->fo_k].kind == FO_KIND_SWITCHOVER &&
+		    !s->fo_log[h->fo_k].degraded && h->oldp) {
+			const struct sbackend *o = &s->b[s->bidx_of[h->oldp]];
+
+			s->st.sw_lossless_checked++;
+			if (o->primary && blsn(c) < o->lsn)
+				violation(s, "inv6 switchover %" PRIu64 ".%" PRIu64 " promotes %u at lsn %"
+					  PRIu64 ", behind the old primary %u's final lsn %" PRIu64
+					  " (%" PRIu64 " bytes lost), with no switchover-degraded",
+					  s->fo_log[h->fo_k].fterm, s->fo_log[h->fo_k].fseq, c->id,
+					  blsn(c), o->id, o->lsn, o->lsn - blsn(c));
+		}
 		/* Promotion replays what was received, then opens a new timeline there. */
 		c->lsn = blsn(c);
 		c->primary = true;
@@ -1180,6 +1450,12 @@ hook_act(struct sim *s, struct shook *h)
 		b->gen++;
 		if ((int)ri == s->cur)
 			b->tainted = false;
+		/*
+		 * Rejoined. (An operator fence of another term that acts
+		 * late may still stop it: the hook contract allows that.)
+		 */
+		if (h->started > b->opfenced_at)
+			b->opfenced = false;
 		s->st.rejoins_ok++;
 		trace(s, "WORLD backend %u rejoined as a standby of %u", b->id, r->id);
 		return true;
@@ -1280,7 +1556,9 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 	    (!strcmp(t, "failover-started") || !strcmp(t, "backend-fence-done") ||
 	     !strcmp(t, "candidate-chosen") || !strcmp(t, "promote-started") ||
 	     !strcmp(t, "promote-verified") || !strcmp(t, "follow-started") ||
-	     !strcmp(t, "backend-stop-started")) &&
+	     !strcmp(t, "backend-stop-started") ||
+	     (!strcmp(t, "backend-stopped") && r->kind == FO_KIND_SWITCHOVER) ||
+	     !strcmp(t, "switchover-degraded") || !strcmp(t, "switchover-cancelled")) &&
 	    rng_chance(&s->r_fault, 250000))
 		push(s, s->now + rng_range(&s->r_fault, 0, 40000), EV_MIDSTEP, (uint32_t)i,
 		     p->inc, 0, 0);
@@ -1288,13 +1566,24 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 		int oi = s->bidx_of[r->old_primary];
 
 		s->st.fo_started++;
-		if (s->nfo_log < 64 && find_fo_log(s, r) < 0) {
+		if (s->nfo_log < FO_LOG_MAX && find_fo_log(s, r) < 0) {
 			k = (int)s->nfo_log++;
 			s->fo_log[k].fterm = r->failover_term;
 			s->fo_log[k].fseq = r->failover_seq;
 			s->fo_log[k].fence_at = 0;
 			s->fo_log[k].old = r->old_primary;
 			s->fo_log[k].sampled = oi != 0xff ? p->hv[oi].max_primary_lsn : 0;
+			s->fo_log[k].kind = r->kind;
+			s->fo_log[k].target = r->target;
+			s->fo_log[k].force = r->force;
+			s->fo_log[k].degraded = s->fo_log[k].cancelled = false;
+			s->fo_log[k].promote_started = false;
+			if (r->kind == FO_KIND_SWITCHOVER)
+				s->st.sw_started++;
+			else if (r->kind == FO_KIND_MANUAL) {
+				s->st.man_started++;
+				s->st.man_forced += r->force;
+			}
 		}
 		if (oi == 0xff) {
 			violation(s, "failover-started names an unknown backend %u", r->old_primary);
@@ -1305,7 +1594,7 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 		 * peer: for long enough that every failed view of it is gone, or
 		 * ever since it was promoted (views older than that are stale).
 		 */
-		if (s->b[oi].healthy_now &&
+		if (r->kind == FO_KIND_FAILOVER && s->b[oi].healthy_now &&
 		    (s->now - s->b[oi].healthy_since >= s->l2_window_us ||
 		     (s->b[oi].healthy_since <= s->b[oi].primary_since &&
 		      s->b[oi].reach_since + s->l2_window_us <= s->b[oi].primary_since)))
@@ -1320,6 +1609,57 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 			s->fo_log[k].fence_at = s->now;
 	} else if (!strcmp(t, "failover-done")) {
 		s->st.fo_done++;
+		s->st.sw_done += strstr(e->text, " kind=switchover") != NULL;
+	} else if (!strcmp(t, "switchover-refused") || !strcmp(t, "manual-failover-refused")) {
+		s->st.op_refused++;
+	} else if (!strcmp(t, "switchover-degraded")) {
+		s->st.sw_degraded++;
+		k = event_fo_log(s, e->text);
+		if (k >= 0)
+			s->fo_log[k].degraded = true;
+	} else if (!strcmp(t, "switchover-cancelled")) {
+		/*
+		 * Invariant 6: a cancelled switchover leaves the old primary
+		 * the recorded primary, not flagged needs-rejoin, and has
+		 * promoted nothing (nor will: see start_hook).
+		 */
+		long old = event_num(e->text, "old");
+
+		s->st.sw_cancelled++;
+		k = event_fo_log(s, e->text);
+		if (k >= 0) {
+			s->fo_log[k].cancel_term = r->term;
+			s->fo_log[k].cancel_seq = r->seq;
+			s->fo_log[k].cancel_committed = false;
+		}
+		if (k >= 0 && s->fo_log[k].promote_started && two_node_note(s))
+			trace(s, "  note: switchover %" PRIu64 ".%" PRIu64 " cancelled after a promote "
+			      "hook of it started", s->fo_log[k].fterm, s->fo_log[k].fseq);
+		else if (k >= 0 && s->fo_log[k].promote_started)
+			violation(s, "inv6 switchover %" PRIu64 ".%" PRIu64 " cancelled after a promote "
+				  "hook of it started", s->fo_log[k].fterm, s->fo_log[k].fseq);
+		else if (k >= 0 && s->fo_log[k].kind != FO_KIND_SWITCHOVER)
+			violation(s, "inv6 switchover-cancelled for failover %" PRIu64 ".%" PRIu64
+				  " of kind %s", s->fo_log[k].fterm, s->fo_log[k].fseq,
+				  fo_kind_name((enum fo_kind)s->fo_log[k].kind));
+		else if (old <= 0 || r->primary != old)
+			violation(s, "inv6 switchover-cancelled (old=%ld) leaves backend %u the "
+				  "recorded primary", old, r->primary);
+		else if (r->step == FO_STEP_NONE &&
+			 (fo_record_flags(r, (uint8_t)old) & FO_B_NEEDS_REJOIN))
+			violation(s, "inv6 switchover-cancelled leaves the old primary %ld flagged "
+				  "needs-rejoin", old);
+		if (k >= 0) {
+			s->fo_log[k].cancelled = true;
+			/*
+			 * It did not replace the primary: a failover of the
+			 * same primary later (its stop acted after all, say)
+			 * is not a second failover of one failure.
+			 */
+			if (s->epoch_fterm == s->fo_log[k].fterm &&
+			    s->epoch_fseq == s->fo_log[k].fseq)
+				s->epoch_fterm = 0;
+		}
 	} else if (!strcmp(t, "failover-refused")) {
 		s->st.fo_refused++;
 	} else if (!strcmp(t, "failover-blocked")) {
@@ -1346,15 +1686,24 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 		k = find_fo_log(s, r);
 		fence_at = k >= 0 ? s->fo_log[k].fence_at : 0;
 		sampled = k >= 0 ? s->fo_log[k].sampled : 0;
-		if (blsn(c) + p->fcfg.max_lag < sampled)
+		/*
+		 * max_lag holds for every kind (a manual failover too) but a
+		 * forced one: pgvigilctl failover --force accepts the loss.
+		 */
+		if (r->force && r->kind == FO_KIND_MANUAL)
+			;
+		else if (blsn(c) + p->fcfg.max_lag < sampled)
 			violation(s, "inv3 candidate %u at lsn %" PRIu64 " is more than max_lag %" PRIu64
-				  " behind the primary's lsn %" PRIu64 " its coordinator sampled",
-				  c->id, blsn(c), p->fcfg.max_lag, sampled);
+				  " behind the primary's lsn %" PRIu64 " its coordinator sampled (%s)",
+				  c->id, blsn(c), p->fcfg.max_lag, sampled,
+				  fo_kind_name((enum fo_kind)r->kind));
 		else if (blsn(c) + p->fcfg.max_lag < r->last_primary_lsn)
 			violation(s, "inv3 candidate %u at lsn %" PRIu64 " is more than max_lag %" PRIu64
-				  " behind the record's last primary lsn %" PRIu64, c->id, blsn(c),
-				  p->fcfg.max_lag, r->last_primary_lsn);
-		if (s->violated || !fence_at)
+				  " behind the record's last primary lsn %" PRIu64 " (%s)", c->id, blsn(c),
+				  p->fcfg.max_lag, r->last_primary_lsn,
+				  fo_kind_name((enum fo_kind)r->kind));
+		/* The standby the operator asked for is preferred to a better one. */
+		if (s->violated || !fence_at || (r->target && r->candidate == r->target))
 			return;
 		for (size_t x = 0; x < s->nb; x++) {
 			struct sbackend *o = &s->b[x];
@@ -1376,6 +1725,38 @@ note_event(struct sim *s, size_t i, const struct fo_effect *e)
 					  c->id, c->tli, blsn(c), c->prio, o->id, o->tli, blsn(o), o->prio,
 					  (double)o->elig_since / 1000.0);
 		}
+	}
+}
+
+/* Whether a majority of peers now hold each cancel (invariant 6). */
+static void
+note_cancel_commit(struct sim *s)
+{
+	for (size_t k = 0; k < s->nfo_log; k++) {
+		size_t n = 0;
+
+		/*
+		 * Once a record of a later term exists, a coordinator of that
+		 * term has read a majority's records already: a majority that
+		 * comes to hold the cancel after that does not commit it (as in
+		 * Raft, an older term's entry is not committed by its count).
+		 */
+		if (!s->fo_log[k].cancelled || s->fo_log[k].cancel_committed ||
+		    s->max_rec_term > s->fo_log[k].cancel_term)
+			continue;
+		for (size_t i = 0; i < s->n; i++) {
+			const struct fo_record *d = &s->p[i].fdisk;
+
+			/*
+			 * That version or a later one of its term (its writer's,
+			 * built on it). A later term's record need not be: the
+			 * flag is set at the moment a majority holds it.
+			 */
+			if (d->term == s->fo_log[k].cancel_term && d->seq >= s->fo_log[k].cancel_seq)
+				n++;
+		}
+		if (n >= s->n / 2 + 1)
+			s->fo_log[k].cancel_committed = true;
 	}
 }
 
@@ -1405,6 +1786,9 @@ carry_out_fo(struct sim *s, size_t i)
 					  " over the newer %" PRIu64 ".%" PRIu64, p->id, r->term, r->seq,
 					  p->fdisk.term, p->fdisk.seq);
 			p->fdisk = *r;
+			if (r->term > s->max_rec_term)
+				s->max_rec_term = r->term;
+			note_cancel_commit(s);
 			/*
 			 * Invariant 5 (S8) on the record: a coordinator never records
 			 * as the primary, with no failover in progress, a backend whose
@@ -1634,7 +2018,11 @@ report_hook(struct sim *s, size_t i, uint32_t slot, uint32_t gen)
 		s->st.hooks_failed++;
 	trace(s, "%u hook %s backend=%u term=%" PRIu64 " exits %s", p->id, hook_name(h->kind),
 	      h->backend, h->term, ok ? "0" : h->out == HO_OK || h->out == HO_FAIL ? "1" : "(timeout)");
-	fo_hook_done(p->fo, lnow(s, i), h->kind, h->backend, h->term, ok);
+	if (h->kind == FO_HOOK_STOP)
+		fo_hook_done_lsn(p->fo, lnow(s, i), h->kind, h->backend, h->term, ok,
+				 ok ? h->report_lsn : 0);
+	else
+		fo_hook_done(p->fo, lnow(s, i), h->kind, h->backend, h->term, ok);
 	hook_maybe_free(h);
 	after_fo(s, i);
 }
@@ -2322,6 +2710,14 @@ make_config(struct sim *s)
 	if (!f.has_fence_command && !f.has_stop_command)
 		f.has_stop_command = true;
 	f.has_follow_command = !rng_chance(r, 100000);
+	/* Drawn from the operator's stream: the other draws stay as they were. */
+	f.has_rejoin_command = !rng_chance(&s->r_op, 100000);
+	{
+		static const uint32_t nr[] = { 0, 0, 0, 50000, 200000 };
+
+		s->noreport_ppm = nr[rng_range(&s->r_op, 0, 4)];
+	}
+	s->opcmd_ppm = s->o->no_operator ? 0 : (uint32_t)rng_range(&s->r_op, 100000, 500000);
 	f.vip_follow = s->o->vip >= 0 ? (enum fo_vip_follow)s->o->vip :
 		       rng_chance(r, 400000) ? FO_VIP_PRIMARY : FO_VIP_COORDINATOR;
 	f.two_node = c.two_node;
@@ -2374,6 +2770,15 @@ make_config(struct sim *s)
 		   f.fence_timeout_ms + 3 * hook_max + s->ct_ms + 2 * s->ci_ms + 200;
 	if (f.vip_follow == FO_VIP_PRIMARY)
 		fo_extra += 2000 + s->elect_bound_ms;
+	/*
+	 * An operator's switchover: the clean stop may take CLEAN_STOP_FACTOR
+	 * x fence_timeout before it is cancelled, the target verify_timeout
+	 * to receive the shutdown checkpoint before the failover's rules
+	 * decide, and the request goes round first.
+	 */
+	if (!s->o->no_operator)
+		fo_extra += (CLEAN_STOP_FACTOR - 1) * (uint64_t)f.fence_timeout_ms +
+			    f.verify_timeout_ms + hook_max + 4 * (c.heartbeat_ms + 2 * d);
 	s->bound_ms = s->elect_bound_ms + fo_extra + 1000;
 	if (s->bound_ms > s->st.bound_max_ms)
 		s->st.bound_max_ms = s->bound_ms;
@@ -2437,23 +2842,104 @@ cut_sides(struct sim *s, const bool *side, size_t bridge)
 			}
 }
 
-static void
-operator_command(struct sim *s, size_t i, enum fo_command cmd, uint8_t arg)
+static const char *
+cmd_name(enum fo_command cmd)
+{
+	switch (cmd) {
+	case FO_CMD_PAUSE: return "pause";
+	case FO_CMD_RESUME: return "resume";
+	case FO_CMD_REJOIN: return "rejoin";
+	case FO_CMD_SWITCHOVER: return "switchover";
+	case FO_CMD_FAILOVER: return "failover";
+	case FO_CMD_FAILOVER_FORCE: return "failover --force";
+	case FO_CMD_FENCE: return "fence";
+	}
+	return "?";
+}
+
+/*
+ * pgvigilctl on peer i. With preflight, as failover.c's failover_request:
+ * a switchover or failover is only sent when this peer's own checks pass
+ * (otherwise the coordinator's checks alone decide).
+ */
+static bool
+operator_request(struct sim *s, size_t i, enum fo_command cmd, uint8_t arg, bool preflight)
 {
 	struct speer *p = &s->p[i];
 	char err[160];
 
 	if (p->st != PS_UP)
-		return;
-	if (fo_command(p->fo, lnow(s, i), cmd, arg, err, sizeof(err)) < 0) {
-		trace(s, "%u operator %s %u refused: %s", p->id,
-		      cmd == FO_CMD_PAUSE ? "pause" : cmd == FO_CMD_RESUME ? "resume" : "rejoin",
-		      arg, err);
-		return;
+		return false;
+	if (preflight && (cmd == FO_CMD_SWITCHOVER || cmd == FO_CMD_FAILOVER ||
+			  cmd == FO_CMD_FAILOVER_FORCE)) {
+		char report[2048], *no, *nl;
+		uint8_t chosen = 0;
+
+		if (fo_preflight(p->fo, lnow(s, i), cmd, arg, report, sizeof(report), &chosen) < 0) {
+			no = strstr(report, "no: ");
+			no = no ? no : report;
+			nl = strchr(no, '\n');
+			if (nl)
+				*nl = '\0';
+			s->st.op_local_refused++;
+			trace(s, "%u operator %s %u: not sent (%s)", p->id, cmd_name(cmd), arg, no);
+			return false;
+		}
+		if (!chosen) {
+			violation(s, "preflight: peer %u passes %s %u with no target chosen", p->id,
+				  cmd_name(cmd), arg);
+			return false;
+		}
 	}
-	trace(s, "%u operator %s %u", p->id,
-	      cmd == FO_CMD_PAUSE ? "pause" : cmd == FO_CMD_RESUME ? "resume" : "rejoin", arg);
+	if (fo_command(p->fo, lnow(s, i), cmd, arg, err, sizeof(err)) < 0) {
+		trace(s, "%u operator %s %u refused: %s", p->id, cmd_name(cmd), arg, err);
+		return false;
+	}
+	p->last_cmd = cmd;
+	trace(s, "%u operator %s %u%s", p->id, cmd_name(cmd), arg,
+	      preflight ? " (preflight passed here)" : "");
 	after_fo(s, i);
+	return true;
+}
+
+static void
+operator_command(struct sim *s, size_t i, enum fo_command cmd, uint8_t arg)
+{
+	operator_request(s, i, cmd, arg, false);
+}
+
+/*
+ * The operator asks a random live peer for a switchover, a manual failover
+ * or a fence (the fault `switchover`, `failover`, `opfence`; and once in
+ * some quiet phases). Targets: the best standby or any backend, the
+ * primary and another cluster's included: the checks must refuse those.
+ */
+static void
+operator_ask(struct sim *s, int f)
+{
+	struct rng *r = &s->r_op;
+	size_t up[MAXP], n = 0, i;
+	enum fo_command cmd;
+	uint8_t arg = 0;
+	bool pre = rng_chance(r, 700000);
+
+	for (size_t k = 0; k < s->n; k++)
+		if (s->p[k].st == PS_UP)
+			up[n++] = k;
+	if (!n)
+		return;
+	i = up[rng_range(r, 0, n - 1)];
+	if (f == F_OPFENCE) {
+		cmd = FO_CMD_FENCE;
+		arg = s->b[rng_range(r, 0, s->nb - 1)].id;
+	} else {
+		cmd = f == F_SWITCHOVER ? FO_CMD_SWITCHOVER :
+		      rng_chance(r, 250000) ? FO_CMD_FAILOVER_FORCE : FO_CMD_FAILOVER;
+		if (rng_chance(r, 600000))
+			arg = s->b[rng_range(r, 0, s->nb - 1)].id;
+	}
+	if (operator_request(s, i, cmd, arg, pre))
+		s->st.op_sent[f == F_SWITCHOVER ? 0 : f == F_MANUAL ? 1 : 2]++;
 }
 
 /* The operator rejoins what needs it and lifts a pause. */
@@ -2650,6 +3136,11 @@ do_fault(struct sim *s)
 	case F_REJOIN:
 		operator_round(s);
 		break;
+	case F_SWITCHOVER:
+	case F_MANUAL:
+	case F_OPFENCE:
+		operator_ask(s, f);
+		break;
 	default:
 		break;
 	}
@@ -2684,8 +3175,34 @@ quiet_reset(struct sim *s)
 }
 
 /*
+ * A live peer carries a switchover or failover the record r has not
+ * applied yet: its peer id, else 0. (A rejoin or resume the quiet phase's
+ * operator asked for is not waited on.)
+ */
+static uint8_t
+op_pending(const struct sim *s, const struct fo_record *r)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct speer *p = &s->p[i];
+		uint32_t applied = 0;
+
+		if (p->st != PS_UP || (p->last_cmd != FO_CMD_SWITCHOVER &&
+					p->last_cmd != FO_CMD_FAILOVER &&
+					p->last_cmd != FO_CMD_FAILOVER_FORCE))
+			continue;
+		for (size_t k = 0; k < r->nops; k++)
+			if (r->ops[k].peer == p->id)
+				applied = r->ops[k].seq;
+		if (fo_op_seq(p->fo) > applied)
+			return p->id;
+	}
+	return 0;
+}
+
+/*
  * Healthy: one writable backend, and the coordinator's record names it,
- * with no step in progress.
+ * with no step in progress, and every operator command a live peer
+ * carries applied (a switchover asked for is done, cancelled or refused).
  */
 static bool
 healthy(struct sim *s)
@@ -2699,7 +3216,8 @@ healthy(struct sim *s)
 	if (c < 0 || w < 0)
 		return false;
 	r = fo_record(s->p[c].fo);
-	return r->primary == s->b[w].id && r->step == FO_STEP_NONE && !r->paused;
+	return r->primary == s->b[w].id && r->step == FO_STEP_NONE && !r->paused &&
+	       !op_pending(s, r);
 }
 
 /* Why a quiet phase that did not get healthy is excused (index - 1). */
@@ -2741,11 +3259,17 @@ why_not_live(struct sim *s)
 	if (s->cur >= 0 && writable(s, (size_t)s->cur) && (r->step == FO_STEP_NONE ||
 							   r->old_primary != s->b[s->cur].id))
 		return 0;	/* nothing to fail over */
-	if (!s->p[c].fcfg.auto_failover)
+	/* A switchover of a writable primary stops it cleanly or is cancelled. */
+	if (s->cur >= 0 && writable(s, (size_t)s->cur) && r->step == FO_STEP_FENCING &&
+	    r->kind == FO_KIND_SWITCHOVER)
+		return 0;
+	/* An operator's failover in progress goes on with auto_failover off too. */
+	if (!s->p[c].fcfg.auto_failover && r->step == FO_STEP_NONE)
 		return EX_3;
 	if (!r->primary)
 		return EX_4;
-	if (s->p[c].fcfg.failure_quorum > up)
+	if (s->p[c].fcfg.failure_quorum > up &&
+	    (r->step == FO_STEP_NONE || r->kind == FO_KIND_FAILOVER))
 		return EX_5;
 	if (r->step == FO_STEP_NONE || r->step == FO_STEP_FENCING) {
 		int oi = s->bidx_of[r->step == FO_STEP_NONE ? r->primary : r->old_primary];
@@ -2778,7 +3302,8 @@ why_not_live(struct sim *s)
 
 		if (serving(s, bi) && !b->primary && !b->tainted && !b->foreign && b->prio &&
 		    !(fo_record_flags(r, b->id) & FO_B_NEEDS_REJOIN) &&
-		    (int)bi != s->cur && blsn(b) + s->p[c].fcfg.max_lag >= need)
+		    (int)bi != s->cur && (blsn(b) + s->p[c].fcfg.max_lag >= need ||
+					  (r->step != FO_STEP_NONE && r->force)))
 			cand = true;
 	}
 	return cand ? 0 : EX_10;
@@ -2875,6 +3400,9 @@ start_quiet(struct sim *s)
 	push(s, s->now + 200000, EV_OP, s->phase, 0, 0, 0);
 	push(s, s->now + (s->bound_ms + rng_range(&s->r_fault, 1000, 5000)) * 1000,
 	     EV_PHASE, s->phase, 0, 0, 0);
+	/* Sometimes the operator asks for a switchover (or a failover) in it. */
+	if (rng_chance(&s->r_op, s->opcmd_ppm))
+		push(s, s->now + rng_range(&s->r_op, 0, 1500000), EV_OPCMD, s->phase, 0, 0, 0);
 	check_world(s);
 }
 
@@ -2901,11 +3429,13 @@ deadline(struct sim *s)
 		if (c >= 0)
 			fmt_rec(buf, sizeof(buf), fo_record(s->p[c].fo));
 		violation(s, "inv4 liveness: quiet phase %u not healthy %" PRIu64 " ms after it began "
-			  "(bound); current primary %u is %s; coordinator %u waits for \"%s\"; %s",
+			  "(bound); current primary %u is %s; coordinator %u waits for \"%s\"; %s%s",
 			  s->phase, s->bound_ms, s->cur >= 0 ? s->b[s->cur].id : 0,
 			  s->cur >= 0 ? (writable(s, (size_t)s->cur) ? "writable" :
 					 bst_names[s->b[s->cur].st]) : "-",
-			  c >= 0 ? s->p[c].id : 0, c >= 0 ? fo_waiting(s->p[c].fo) : "", buf);
+			  c >= 0 ? s->p[c].id : 0, c >= 0 ? fo_waiting(s->p[c].fo) : "", buf,
+			  c >= 0 && op_pending(s, fo_record(s->p[c].fo)) ?
+			  "; an operator command is not applied" : "");
 	}
 }
 
@@ -2954,6 +3484,7 @@ world_reset(struct sim *s)
 	s->epoch_fterm = 0;
 	s->lost_at = 0;
 	s->nfo_log = 0;
+	s->max_rec_term = 0;
 	memset(s->hooks, 0, sizeof(s->hooks));
 }
 
@@ -2970,6 +3501,7 @@ sim_reset(struct sim *s, uint64_t seed)
 	rng_seed(&s->r_hook, seed, 5);
 	rng_seed(&s->r_wal, seed, 6);
 	rng_seed(&s->r_chk, seed, 7);
+	rng_seed(&s->r_op, seed, 8);
 	r = &s->r_cfg;
 	s->now = 0;
 	s->end = s->o->duration_ms * 1000;
@@ -3009,8 +3541,11 @@ sim_reset(struct sim *s, uint64_t seed)
 	}
 	heal(s);
 	for (int f = 0; f < F_COUNT; f++) {
-		s->fault_w[f] = (s->o->fault_mask >> f) & 1 ? (uint32_t)rng_range(r, 1, 10) : 0;
-		if (rng_chance(r, 200000))
+		/* The operator's from its own stream: --no-operator replays older schedules. */
+		struct rng *fr = operator_fault(f) ? &s->r_op : r;
+
+		s->fault_w[f] = (s->o->fault_mask >> f) & 1 ? (uint32_t)rng_range(fr, 1, 10) : 0;
+		if (rng_chance(fr, 200000) || (operator_fault(f) && s->o->no_operator))
 			s->fault_w[f] = 0;
 	}
 	{
@@ -3213,6 +3748,10 @@ run_schedule(struct sim *s, uint64_t seed)
 				push(s, s->now + rng_range(&s->r_fault, 300000, 1500000), EV_OP,
 				     s->phase, 0, 0, 0);
 			}
+			break;
+		case EV_OPCMD:
+			if (s->quiet && e.a == s->phase)
+				operator_ask(s, rng_chance(&s->r_op, 650000) ? F_SWITCHOVER : F_MANUAL);
 			break;
 		case EV_FAULT:
 			if (!s->quiet)
@@ -3441,6 +3980,18 @@ summary(const struct opts *o, const struct stats *st, double secs)
 	       " eligible standbys); two-node notes: second failovers %" PRIu64
 	       ", lost records %" PRIu64 "\n", st->s4_checked, st->s4_compared,
 	       st->second_failovers, st->lost_records);
+	printf("fosim: operator: sent switchover %" PRIu64 ", failover %" PRIu64 ", fence %" PRIu64
+	       ", not sent (local checks) %" PRIu64 ", refused by the coordinator %" PRIu64
+	       "; switchovers started %" PRIu64 ", done %" PRIu64 ", cancelled %" PRIu64
+	       ", degraded %" PRIu64 ", promotions checked lossless %" PRIu64 "; clean stops %" PRIu64
+	       " (reported %" PRIu64 "); manual failovers %" PRIu64 " (forced %" PRIu64
+	       "); operator fences %" PRIu64 " (acted %" PRIu64 "); cancels lost %" PRIu64
+	       ", stops after a cancel %" PRIu64 "\n",
+	       st->op_sent[0], st->op_sent[1], st->op_sent[2],
+	       st->op_local_refused, st->op_refused, st->sw_started, st->sw_done,
+	       st->sw_cancelled, st->sw_degraded, st->sw_lossless_checked, st->clean_stops,
+	       st->clean_reports, st->man_started, st->man_forced, st->opfences,
+	       st->opfences_acted, st->sw_cancel_lost, st->sw_stale_stops);
 	printf("fosim: quiet phases %" PRIu64 ", judged %" PRIu64 ", excused %" PRIu64
 	       "; healthy with reliable hooks %" PRIu64 ", time to healthy mean %.0f ms, worst %" PRIu64
 	       " ms (seed %" PRIu64 "), worst/bound %.2f (seed %" PRIu64 "), largest bound %"
@@ -3635,7 +4186,8 @@ usage(void)
 		"usage: fosim [--seeds N] [--start S] [--duration-ms D] [--jobs J] [--long]\n"
 		"             [--verbose SEED [--tail K]] [--mode 3|5|witness|2node]\n"
 		"             [--vip coordinator|primary] [--faults LIST] [--reliable]\n"
-		"             [--no-transfer] [--no-flush] [--strict-two-node] [--max-report N]\n"
+		"             [--no-transfer] [--no-flush] [--strict-two-node] [--no-operator]\n"
+		"             [--strict-cancel] [--max-report N]\n"
 		"faults:");
 	for (int f = 0; f < F_COUNT; f++)
 		fprintf(stderr, "%s%s", f ? "," : " ", fault_names[f]);
@@ -3751,6 +4303,10 @@ main(int argc, char **argv)
 			o.strict_two_node = true;
 		} else if (!strcmp(a, "--reliable")) {
 			o.reliable = true;
+		} else if (!strcmp(a, "--no-operator")) {
+			o.no_operator = true;
+		} else if (!strcmp(a, "--strict-cancel")) {
+			o.strict_cancel = true;
 		} else if (!strcmp(a, "--no-transfer")) {
 			o.no_transfer = true;
 		} else if (!strcmp(a, "--no-flush")) {
