@@ -489,6 +489,19 @@ view_up_primary(const struct fo_view *v)
 	return v && v->health == FO_H_UP && v->role == FO_R_PRIMARY;
 }
 
+/*
+ * A view of the recorded primary as a primary counts for its LSN only on
+ * its timeline: a view kept from that backend's earlier time as primary
+ * (a higher LSN on an older timeline, before a failover back to it) is
+ * not where it is now (the simulator found such an LSN made the next
+ * failover's last_primary_lsn).
+ */
+static bool
+primary_timeline(const struct fo *fo, const struct fo_view *v)
+{
+	return !fo->rec.timeline || v->timeline >= fo->rec.timeline;
+}
+
 /* Whether peer index i has heard of the current primary (see primary_ver). */
 static bool
 knows_primary(const struct fo *fo, size_t i)
@@ -1939,6 +1952,7 @@ fo_local_view(struct fo *fo, uint64_t now, const struct fo_view *v, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].backend == fo->rec.primary && v[i].role == FO_R_PRIMARY &&
+		    primary_timeline(fo, &v[i]) &&
 		    (fo->primary_lsn_of != v[i].backend || v[i].lsn > fo->primary_lsn_seen)) {
 			fo->primary_lsn_of = v[i].backend;
 			fo->primary_lsn_seen = v[i].lsn;
@@ -2265,6 +2279,7 @@ fo_peer_ext(struct fo *fo, uint64_t now, uint8_t from, const uint8_t *ext,
 		const struct fo_view *v = &nv.v[i];
 
 		if (v->backend == fo->rec.primary && v->role == FO_R_PRIMARY &&
+		    primary_timeline(fo, v) &&
 		    (fo->primary_lsn_of != v->backend || v->lsn > fo->primary_lsn_seen)) {
 			fo->primary_lsn_of = v->backend;
 			fo->primary_lsn_seen = v->lsn;

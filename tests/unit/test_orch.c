@@ -1554,6 +1554,45 @@ test_two_node_merges_the_record_on_the_newer_timeline(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A peer's view of the primary kept from its earlier time as primary (an
+ * older timeline, a higher LSN) does not become the last primary LSN of
+ * its next failover.
+ */
+static void
+test_primary_lsn_only_from_its_timeline(void **state)
+{
+	struct cl c;
+	char err[128];
+	struct fo_view v[NB] = {
+		view(1, FO_H_UP, FO_R_STANDBY, 2, 1000),
+		view(2, FO_H_UP, FO_R_PRIMARY, 2, 1000),
+		view(3, FO_H_UP, FO_R_STANDBY, 2, 1000),
+	};
+	struct fo_view stale[NB] = {
+		view(1, FO_H_UP, FO_R_STANDBY, 2, 1000),
+		view(2, FO_H_FAILED, FO_R_PRIMARY, 1, 900000),
+		view(3, FO_H_UP, FO_R_STANDBY, 2, 1000),
+	};
+
+	(void)state;
+	cl_init(&c, 3);
+	see_all(&c, v, 3);
+	coordinator(&c, 2, 5);
+	exchange(&c, 3);
+	assert_int_equal(fo_record(c.fo[2])->primary, 2);
+	assert_int_equal(fo_record(c.fo[2])->timeline, 2);
+	/* Peer 3 still shows what it last saw of backend 2, long ago. */
+	see(&c, 3, stale, 3);
+	exchange(&c, 2);
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_FAILOVER, 1, err, sizeof(err)), 0);
+	effects(&c, 1);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "failover-started"));
+	assert_int_equal(fo_record(c.fo[2])->last_primary_lsn, 1000);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1587,6 +1626,7 @@ main(void)
 		cmocka_unit_test(test_two_node_records_a_promotion_whose_record_was_lost),
 		cmocka_unit_test(test_two_node_selecting_finishes_a_lost_promotion),
 		cmocka_unit_test(test_two_node_merges_the_record_on_the_newer_timeline),
+		cmocka_unit_test(test_primary_lsn_only_from_its_timeline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
