@@ -1891,14 +1891,23 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 		}
 		return;
 	}
+	/*
+	 * Our rejoin and operator fence of an earlier term are not ours to
+	 * wait for; those of this term, after a loss of the role within it
+	 * (a lease that lapsed a moment), still are: their results count
+	 * again, and a rejoin beside our own fence must stay refused (the
+	 * simulator found one started).
+	 */
+	if (term != fo->term) {
+		fo->rejoin_running = 0;
+		fo->fence_running = 0;
+	}
 	fo->coordinator = true;
 	fo->term = term;
 	fo->coord_since = now;
 	fo->synced = false;
 	fo->failover_started = 0;
-	fo->rejoin_running = 0;
 	fo->rejoin_after = 0;
-	fo->fence_running = 0;
 	fo->degraded = false;
 	/*
 	 * A handover this peer made as coordinator of an earlier term says

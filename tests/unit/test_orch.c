@@ -1593,6 +1593,43 @@ test_primary_lsn_only_from_its_timeline(void **state)
 	cl_free(&c);
 }
 
+/*
+ * A coordinator that loses its role a moment and gets it back in the same
+ * term still knows the operator fence it runs: a rejoin of that backend
+ * stays refused.
+ */
+static void
+test_fence_running_survives_a_role_blip(void **state)
+{
+	struct cl c;
+	struct ran *r;
+	char err[128];
+
+	(void)state;
+	steady(&c, 3);
+	assert_int_equal(fo_command(c.fo[3], c.now, FO_CMD_FENCE, 3, err, sizeof(err)), 0);
+	effects(&c, 3);
+	exchange(&c, 3);
+	r = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(r);
+	/* The lease lapses and is renewed, same term. */
+	fo_set_coordinator(c.fo[2], c.now, false, 5);
+	effects(&c, 2);
+	c.now += 50;
+	fo_set_coordinator(c.fo[2], c.now, true, 5);
+	effects(&c, 2);
+	exchange(&c, 3);
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_REJOIN, 3, err, sizeof(err)), 0);
+	effects(&c, 1);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "rejoin-failed"));
+	assert_int_equal(count_hooks(&c, FO_HOOK_REJOIN), 0);
+	/* Its result still counts in this term. */
+	finish(&c, r, true);
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 3) & FO_B_FENCED);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1627,6 +1664,7 @@ main(void)
 		cmocka_unit_test(test_two_node_selecting_finishes_a_lost_promotion),
 		cmocka_unit_test(test_two_node_merges_the_record_on_the_newer_timeline),
 		cmocka_unit_test(test_primary_lsn_only_from_its_timeline),
+		cmocka_unit_test(test_fence_running_survives_a_role_blip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
