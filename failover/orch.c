@@ -121,6 +121,8 @@ struct fo {
 	enum follow_state follow[FO_MAX_BACKENDS];	/* by backend index */
 	uint8_t rejoin_running;	/* backend id, 0 = none */
 	uint8_t rejoin_after;	/* switchover's old primary: rejoin once its end is committed */
+	uint8_t fence_after;	/* operator fence: run once its needs-rejoin flag is committed */
+	uint8_t fence_by;	/* ... asked by this peer */
 	uint8_t fence_running;	/* operator fence: backend id, 0 = none */
 	bool degraded;		/* switchover: falls back to the failover's rules */
 	uint64_t transfer_at;	/* no new transfer before this */
@@ -1610,22 +1612,40 @@ apply_ops(struct fo *fo, uint64_t now)
 				      fo->term, b, id, why);
 				break;
 			}
-			/* Out of the candidates from now on, whatever the fence does. */
+			/*
+			 * Out of the candidates from now on, whatever the fence
+			 * does: committed before the fence runs (operator_fence),
+			 * or a next coordinator without the flag could promote
+			 * the backend being fenced (the simulator found it).
+			 */
 			set_flags(&fo->rec, b, FO_B_NEEDS_REJOIN, 0);
 			fo->fence_running = b;
-			fo->ctr.operator_fences++;
-			event(fo, "backend-fence-started",
-			      "term=%" PRIu64 " backend=%u method=operator by_peer=%u reason=\"operator request\"",
-			      fo->term, b, id);
-			hook(fo, FO_HOOK_FENCE, b, 0, b);
+			fo->fence_after = b;
+			fo->fence_by = id;
 			break;
 		}
 		default:
 			break;
 		}
-		write_record(fo, false);
+		write_record(fo, fo->fence_after != 0);
 	}
 	(void)now;
+}
+
+/* The operator fence, once a majority holds its needs-rejoin flag. */
+static void
+operator_fence(struct fo *fo)
+{
+	uint8_t b = fo->fence_after;
+
+	if (!b)
+		return;
+	fo->fence_after = 0;
+	fo->ctr.operator_fences++;
+	event(fo, "backend-fence-started",
+	      "term=%" PRIu64 " backend=%u method=operator by_peer=%u reason=\"operator request\"",
+	      fo->term, b, fo->fence_by);
+	hook(fo, FO_HOOK_FENCE, b, 0, b);
 }
 
 /*
@@ -1694,6 +1714,7 @@ progress(struct fo *fo, uint64_t now)
 		return;
 	}
 	fo->commit_pending = false;
+	operator_fence(fo);
 	rejoin_switched_over(fo);
 	if (maybe_transfer(fo, now))
 		return;
@@ -1874,6 +1895,10 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 		if (fo->coordinator) {
 			fo->coordinator = false;
 			fo->rejoin_after = 0;
+			/* A fence that never started is not running. */
+			if (fo->fence_after && fo->fence_running == fo->fence_after)
+				fo->fence_running = 0;
+			fo->fence_after = 0;
 			reset_act(fo);
 			clear_alarm(fo);
 		}
@@ -1902,6 +1927,9 @@ fo_set_coordinator(struct fo *fo, uint64_t now, bool coordinator, uint64_t term)
 		fo->rejoin_running = 0;
 		fo->fence_running = 0;
 	}
+	if (fo->fence_after && fo->fence_running == fo->fence_after)
+		fo->fence_running = 0;
+	fo->fence_after = 0;
 	fo->coordinator = true;
 	fo->term = term;
 	fo->coord_since = now;

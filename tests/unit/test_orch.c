@@ -1630,6 +1630,32 @@ test_fence_running_survives_a_role_blip(void **state)
 	cl_free(&c);
 }
 
+/*
+ * The operator fence runs once a majority holds the backend's needs-rejoin
+ * flag: a next coordinator must not promote the backend being fenced.
+ */
+static void
+test_operator_fence_waits_for_its_flag_to_be_committed(void **state)
+{
+	struct cl c;
+	char err[128];
+
+	(void)state;
+	steady(&c, 3);
+	c.down[1] = c.down[3] = true;
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_FENCE, 3, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	assert_true(fo_record_flags(fo_record(c.fo[2]), 3) & FO_B_NEEDS_REJOIN);
+	assert_null(find_hook(&c, FO_HOOK_FENCE, false));
+	c.down[1] = c.down[3] = false;
+	exchange(&c, 3);
+	assert_true(fo_record_flags(fo_record(c.fo[1]), 3) & FO_B_NEEDS_REJOIN);
+	assert_non_null(find_hook(&c, FO_HOOK_FENCE, true));
+	assert_true(has_event(&c, 2, "backend-fence-started"));
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1665,6 +1691,7 @@ main(void)
 		cmocka_unit_test(test_two_node_merges_the_record_on_the_newer_timeline),
 		cmocka_unit_test(test_primary_lsn_only_from_its_timeline),
 		cmocka_unit_test(test_fence_running_survives_a_role_blip),
+		cmocka_unit_test(test_operator_fence_waits_for_its_flag_to_be_committed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
