@@ -2372,9 +2372,14 @@ fo_hook_done_lsn(struct fo *fo, uint64_t now, enum fo_hook_kind kind,
 	}
 	/* The coordinator's hooks count only in the term that started them. */
 	if (!fo->coordinator || term != fo->term || !fo->synced) {
-		if (kind == FO_HOOK_REJOIN && fo->rejoin_running == backend)
+		/*
+		 * Ours of this term has ended. One of an earlier term says
+		 * nothing of the one of this term against the same backend
+		 * (the simulator found a rejoin let beside that one).
+		 */
+		if (kind == FO_HOOK_REJOIN && fo->rejoin_running == backend && term == fo->term)
 			fo->rejoin_running = 0;
-		if (kind == FO_HOOK_FENCE && fo->fence_running == backend)
+		if (kind == FO_HOOK_FENCE && fo->fence_running == backend && term == fo->term)
 			fo->fence_running = 0;
 		return;
 	}

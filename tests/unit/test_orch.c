@@ -1656,6 +1656,46 @@ test_operator_fence_waits_for_its_flag_to_be_committed(void **state)
 	cl_free(&c);
 }
 
+/*
+ * The end of an operator fence of an earlier term does not end the one of
+ * this term against the same backend: a rejoin of it stays refused.
+ */
+static void
+test_old_terms_fence_result_leaves_this_terms_fence_running(void **state)
+{
+	struct cl c;
+	struct ran *old, *cur;
+	char err[128];
+
+	(void)state;
+	steady(&c, 3);
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_FENCE, 3, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	old = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(old);
+	assert_int_equal(old->term, 5);
+	/* A new term, the same coordinator; the fence is asked again. */
+	coordinator(&c, 2, 6);
+	exchange(&c, 3);
+	assert_int_equal(fo_command(c.fo[2], c.now, FO_CMD_FENCE, 3, err, sizeof(err)), 0);
+	effects(&c, 2);
+	exchange(&c, 3);
+	old->done = true;
+	cur = find_hook(&c, FO_HOOK_FENCE, true);
+	assert_non_null(cur);
+	assert_int_equal(cur->term, 6);
+	old->done = false;
+	/* The term-5 fence times out: the term-6 one still runs. */
+	finish(&c, old, false);
+	assert_int_equal(fo_command(c.fo[1], c.now, FO_CMD_REJOIN, 3, err, sizeof(err)), 0);
+	effects(&c, 1);
+	exchange(&c, 3);
+	assert_true(has_event(&c, 2, "rejoin-failed"));
+	assert_int_equal(count_hooks(&c, FO_HOOK_REJOIN), 0);
+	cl_free(&c);
+}
+
 int
 main(void)
 {
@@ -1692,6 +1732,7 @@ main(void)
 		cmocka_unit_test(test_primary_lsn_only_from_its_timeline),
 		cmocka_unit_test(test_fence_running_survives_a_role_blip),
 		cmocka_unit_test(test_operator_fence_waits_for_its_flag_to_be_committed),
+		cmocka_unit_test(test_old_terms_fence_result_leaves_this_terms_fence_running),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
