@@ -1364,10 +1364,13 @@ hook_act(struct sim *s, struct shook *h)
 		return true;
 	case FO_HOOK_FENCE:
 		b->gen++;
-		if (h->op_fence) {
-			b->opfenced = true;
+		/*
+		 * Marked at its start already; a late one (it reported a
+		 * failure, then acted) after a rejoin the coordinator could
+		 * let run is the hook contract's to answer for, not inv7's.
+		 */
+		if (h->op_fence)
 			s->st.opfences_acted++;
-		}
 		if (s->power_fence) {
 			b->st = BS_FENCED;
 			if (s->h[b->host].up)
@@ -2280,6 +2283,7 @@ crash(struct sim *s, size_t i, const char *why)
 	p->wake_local = p->fowake_local = UINT64_MAX;
 	p->want_flush = false;
 	p->want_transfer = 0;
+	p->last_cmd = 0;	/* a command it carried dies with it */
 	for (size_t bi = 0; bi < s->nb; bi++) {
 		p->hv[bi].gen++;
 		p->hv[bi].inflight = false;
