@@ -327,6 +327,66 @@ report(const char *path, const char *reply, size_t len)
 	return report_with(path, reply, len, NULL, NULL);
 }
 
+/* One request and its reply, mapped to the exit status by report(). */
+static int
+ask(const char *sock, const char *req, body_printer print, void *arg)
+{
+	uint64_t deadline = clock_now_ms() + CTL_TIMEOUT_MS;
+	int fd = connect_to(sock, deadline);
+	int rc = EXIT_UNREACHABLE;
+	char *reply;
+	size_t len;
+
+	if (fd < 0)
+		return EXIT_UNREACHABLE;
+	if (send_request(fd, sock, req, deadline) == 0) {
+		reply = read_reply(fd, sock, deadline, &len);
+		if (reply) {
+			rc = report_with(sock, reply, len, print, arg);
+			free(reply);
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+struct collected {
+	char *buf;		/* owned: the bodies, one after another */
+	size_t len;
+};
+
+static int
+collect(const char *body, size_t len, void *arg)
+{
+	struct collected *c = arg;
+	char *nb = realloc(c->buf, c->len + len + 1);
+
+	if (!nb)
+		return -1;
+	memcpy(nb + c->len, body, len);
+	c->len += len;
+	nb[c->len] = '\0';
+	c->buf = nb;
+	return 0;
+}
+
+/* An ok reply's body (owned, NUL-terminated) in *bodyp; an error is printed. */
+static int
+ask_text(const char *sock, const char *req, char **bodyp)
+{
+	struct collected c = { NULL, 0 };
+	int rc = ask(sock, req, collect, &c);
+
+	if (rc == EXIT_OK && !c.buf)
+		c.buf = strdup("");
+	if (rc == EXIT_OK && !c.buf) {
+		fprintf(stderr, "%s: out of memory\n", progname);
+		rc = EXIT_UNREACHABLE;
+	}
+	*bodyp = c.buf;
+	return rc;
+}
+
 /*
  * The control socket a configuration file names; NULL after printing why.
  * implicit: the file was not named on the command line.
@@ -370,31 +430,6 @@ parse_backend_id(const char *s, long *id)
 	return 0;
 }
 
-/* One request, one reply; returns the exit status report() gives. */
-static int
-exchange(const char *sock, const char *req, char **replyp)
-{
-	uint64_t deadline = clock_now_ms() + CTL_TIMEOUT_MS;
-	int fd = connect_to(sock, deadline), rc = EXIT_UNREACHABLE;
-	char *reply;
-	size_t len;
-
-	*replyp = NULL;
-	if (fd < 0)
-		return EXIT_UNREACHABLE;
-	if (send_request(fd, sock, req, deadline) == 0) {
-		reply = read_reply(fd, sock, deadline, &len);
-		if (reply) {
-			/* An error is printed here; an answer is the caller's. */
-			rc = len >= 3 && memcmp(reply, "ok\n", 3) == 0 ? EXIT_OK :
-			     report(sock, reply, len);
-			*replyp = reply;
-		}
-	}
-	close(fd);
-	return rc;
-}
-
 /* The progress line's fields ("failover=T.N step=... ..."). */
 struct progress {
 	char failover[48], step[16], kind[16];
@@ -434,7 +469,7 @@ follow_steps(const char *sock, const struct progress *start, unsigned want,
 		struct progress p;
 		char *reply = NULL, now[96];
 
-		if (exchange(sock, "progress\n", &reply) != EXIT_OK) {
+		if (ask_text(sock, "progress\n", &reply) != EXIT_OK) {
 			free(reply);
 			return EXIT_UNREACHABLE;
 		}
@@ -535,29 +570,6 @@ parse_since(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* One request and its reply, mapped to the exit status by report(). */
-static int
-ask(const char *sock, const char *req, body_printer print, void *arg)
-{
-	uint64_t deadline = clock_now_ms() + CTL_TIMEOUT_MS;
-	int fd = connect_to(sock, deadline);
-	int rc = EXIT_UNREACHABLE;
-	char *reply;
-	size_t len;
-
-	if (fd < 0)
-		return EXIT_UNREACHABLE;
-	if (send_request(fd, sock, req, deadline) == 0) {
-		reply = read_reply(fd, sock, deadline, &len);
-		if (reply) {
-			rc = report_with(sock, reply, len, print, arg);
-			free(reply);
-		}
-	}
-	close(fd);
-	return rc;
-}
-
 static int
 print_events(const char *body, size_t len, void *arg)
 {
@@ -638,26 +650,6 @@ follow_events(const char *sock, const char *req, bool json)
 		if (have == sizeof(buf) - 1)
 			have = 0;	/* longer than any event line: dropped */
 	}
-}
-
-struct collected {
-	char *buf;		/* owned: the bodies, one after another */
-	size_t len;
-};
-
-static int
-collect(const char *body, size_t len, void *arg)
-{
-	struct collected *c = arg;
-	char *nb = realloc(c->buf, c->len + len + 1);
-
-	if (!nb)
-		return -1;
-	memcpy(nb + c->len, body, len);
-	c->len += len;
-	nb[c->len] = '\0';
-	c->buf = nb;
-	return 0;
 }
 
 /* Event lines sort by their time, which leads each of them (fixed width). */
@@ -805,9 +797,7 @@ main(int argc, char **argv)
 	const char *to = NULL;
 	long to_id = 0, timeout_s = 120;
 	bool follow = false;
-	uint64_t deadline;
-	size_t len;
-	int c, fd, rc;
+	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "s:c:w::n:fvh", longopts, NULL)) != -1) {
 		switch (c) {
@@ -1032,7 +1022,7 @@ main(int argc, char **argv)
 		struct progress before, sent;
 
 		/* The failover number before the request: a new one is ours. */
-		rc = exchange(sock, "progress\n", &reply);
+		rc = ask_text(sock, "progress\n", &reply);
 		if (rc == EXIT_OK)
 			parse_progress(reply, &before);
 		free(reply);
@@ -1042,11 +1032,10 @@ main(int argc, char **argv)
 			rc = EXIT_UNREACHABLE;
 		}
 		if (rc == EXIT_OK)
-			rc = exchange(sock, req, &reply);
+			rc = ask_text(sock, req, &reply);
 		if (rc == EXIT_OK) {
-			const char *body = strchr(reply, '\n');
+			const char *body = reply;
 
-			body = body ? body + 1 : "";
 			/* The checks and what was asked; the progress line is ours. */
 			for (const char *l = body; *l;) {
 				const char *nl = strchr(l, '\n');
@@ -1078,21 +1067,7 @@ main(int argc, char **argv)
 		free(owned);
 		return rc;
 	}
-	deadline = clock_now_ms() + CTL_TIMEOUT_MS;
-	fd = connect_to(sock, deadline);
-	if (fd < 0) {
-		free(owned);
-		return EXIT_UNREACHABLE;
-	}
-	rc = EXIT_UNREACHABLE;
-	if (send_request(fd, sock, req, deadline) == 0) {
-		reply = read_reply(fd, sock, deadline, &len);
-		if (reply) {
-			rc = report(sock, reply, len);
-			free(reply);
-		}
-	}
-	close(fd);
+	rc = ask(sock, req, NULL, NULL);
 	free(owned);
 	return rc;
 }

@@ -703,11 +703,8 @@ static void
 print_progress(struct failover *f, FILE *out)
 {
 	const struct fo_record *r = fo_record(f->fo);
-	uint32_t applied = 0;
+	uint32_t applied = fo_record_op_applied(r, (uint8_t)f->self);
 
-	for (size_t i = 0; i < r->nops; i++)
-		if (r->ops[i].peer == f->self)
-			applied = r->ops[i].seq;
 	fprintf(out, "failover=%" PRIu64 ".%" PRIu64 " step=%s kind=%s primary=%u old=%u candidate=%u target=%u op_applied=%" PRIu32 " op_sent=%" PRIu32 " coordinator=%" PRId64 "\n",
 		r->failover_term, r->failover_seq, fo_step_name(r->step),
 		fo_kind_name(r->kind), r->primary, r->old_primary, r->candidate,

@@ -264,8 +264,8 @@ set_flags(struct fo_record *r, uint8_t backend, uint8_t set, uint8_t clear)
 	}
 }
 
-static uint32_t
-op_applied(const struct fo_record *r, uint8_t peer)
+uint32_t
+fo_record_op_applied(const struct fo_record *r, uint8_t peer)
 {
 	for (size_t i = 0; i < r->nops; i++)
 		if (r->ops[i].peer == peer)
@@ -589,7 +589,7 @@ merge_promotion(struct fo *fo, const struct fo_record *r)
 			set_flags(&m, fo->rec.flags[i].backend, FO_B_NEEDS_REJOIN, 0);
 	/* A command applied in either history must not be applied again. */
 	for (size_t i = 0; i < fo->rec.nops; i++)
-		if (fo->rec.ops[i].seq > op_applied(&m, fo->rec.ops[i].peer))
+		if (fo->rec.ops[i].seq > fo_record_op_applied(&m, fo->rec.ops[i].peer))
 			set_op_applied(&m, fo->rec.ops[i].peer, fo->rec.ops[i].seq);
 	/* Maintenance asked in either history stays on until a resume. */
 	m.paused = m.paused || fo->rec.paused;
@@ -1515,7 +1515,7 @@ apply_ops(struct fo *fo, uint64_t now)
 		uint8_t id = fo->cfg.peers[i];
 
 		if (!p->have || p->op_seq == 0 ||
-		    p->op_seq <= op_applied(&fo->rec, id))
+		    p->op_seq <= fo_record_op_applied(&fo->rec, id))
 			continue;
 		set_op_applied(&fo->rec, id, p->op_seq);
 		switch (p->op) {
@@ -1835,7 +1835,7 @@ fo_new(const struct fo_config *cfg, const struct fo_record *rec, uint64_t now)
 		fo->pv[si].rec_seq = fo->rec.seq;
 	}
 	/* Operator commands already applied must not be replayed under a new seq. */
-	fo->op_seq = op_applied(&fo->rec, cfg->self);
+	fo->op_seq = fo_record_op_applied(&fo->rec, cfg->self);
 	/*
 	 * A stop that record asked of our previous run is not asked again:
 	 * the record may be stale (the failover ended, or the switchover was
@@ -2209,7 +2209,7 @@ fo_ext(const struct fo *fo, uint8_t *buf, size_t cap)
 		w64(&c, fo->my_ack.lsn);
 		tlv_end(&c, at);
 	}
-	if (fo->op_seq > op_applied(&fo->rec, fo->cfg.self)) {
+	if (fo->op_seq > fo_record_op_applied(&fo->rec, fo->cfg.self)) {
 		at = tlv_begin(&c, EXT_OP);
 		w32(&c, fo->op_seq);
 		w8(&c, fo->op);
@@ -2514,23 +2514,21 @@ fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
 {
 	fo->neffs = 0;
 	note_call(fo, now);
+	/* The backend named (a switchover's or failover's 0 means the best one). */
+	if ((cmd == FO_CMD_FENCE || cmd == FO_CMD_REJOIN ||
+	     ((cmd == FO_CMD_SWITCHOVER || cmd == FO_CMD_FAILOVER ||
+	       cmd == FO_CMD_FAILOVER_FORCE) && arg)) && backend_index(fo, arg) < 0) {
+		snprintf(err, errlen, "backend %u is not configured", arg);
+		return -1;
+	}
 	switch (cmd) {
 	case FO_CMD_PAUSE:
 	case FO_CMD_RESUME:
-		break;
 	case FO_CMD_SWITCHOVER:
 	case FO_CMD_FAILOVER:
 	case FO_CMD_FAILOVER_FORCE:
-		if (arg && backend_index(fo, arg) < 0) {
-			snprintf(err, errlen, "backend %u is not configured", arg);
-			return -1;
-		}
 		break;
 	case FO_CMD_FENCE:
-		if (backend_index(fo, arg) < 0) {
-			snprintf(err, errlen, "backend %u is not configured", arg);
-			return -1;
-		}
 		if (!fo->cfg.has_fence_command) {
 			snprintf(err, errlen, "no fence_command is set");
 			return -1;
@@ -2541,10 +2539,6 @@ fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
 		}
 		break;
 	case FO_CMD_REJOIN:
-		if (backend_index(fo, arg) < 0) {
-			snprintf(err, errlen, "backend %u is not configured", arg);
-			return -1;
-		}
 		if (!(fo_record_flags(&fo->rec, arg) & FO_B_NEEDS_REJOIN)) {
 			snprintf(err, errlen, "backend %u does not need a rejoin", arg);
 			return -1;
@@ -2559,8 +2553,8 @@ fo_command(struct fo *fo, uint64_t now, enum fo_command cmd, uint8_t arg,
 		return -1;
 	}
 	/* Never below what the record says was applied: a new number each time. */
-	if (fo->op_seq < op_applied(&fo->rec, fo->cfg.self))
-		fo->op_seq = op_applied(&fo->rec, fo->cfg.self);
+	if (fo->op_seq < fo_record_op_applied(&fo->rec, fo->cfg.self))
+		fo->op_seq = fo_record_op_applied(&fo->rec, fo->cfg.self);
 	fo->op_seq++;
 	fo->op = (uint8_t)cmd;
 	fo->op_arg = arg;

@@ -307,6 +307,8 @@ const char *fo_waiting(const struct fo *fo);
 const char *fo_step_name(enum fo_step s);
 const char *fo_hook_name(enum fo_hook_kind k);
 uint8_t fo_record_flags(const struct fo_record *r, uint8_t backend);
+/* The last operator command of peer `peer` the record says was applied, 0 = none. */
+uint32_t fo_record_op_applied(const struct fo_record *r, uint8_t peer);
 
 /* Record codec for the state file: text "k=v ..." round trip. */
 int fo_record_format(const struct fo_record *r, char *buf, size_t len);
